@@ -1,0 +1,184 @@
+"""Settings: defaults < YAML file (`--config`) < environment (`TMF_EVENTS_*`) < command line."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+EntityType = Literal["service", "resource"]
+ENTITY_TYPES: tuple[EntityType, ...] = ("service", "resource")
+
+# DESIGN §3: state fields per entity type and TMF profile.
+DEFAULT_STATE_FIELDS: dict[str, dict[EntityType, list[str]]] = {
+    "v4": {
+        "service": ["state"],
+        "resource": ["resourceStatus", "operationalState", "administrativeState", "usageState"],
+    },
+    "v5": {
+        "service": ["state", "operatingStatus"],
+        "resource": [
+            "operationalState",
+            "administrativeState",
+            "usageState",
+            "lifecycleState",
+            "alarmStatus",
+            "proceduralStatus",
+            "availabilityStatus",
+            "controlStatus",
+            "unknownStatus",
+            "allocationStatus",
+            "standbyStatus",
+            "powerConsumingState",
+        ],
+    },
+}
+
+
+class ReportingSystem(BaseModel):
+    """The v5 `source` / `reportingSystem` EntityRef; `id` defaults to the app id."""
+
+    model_config = {"extra": "forbid"}
+    id: str | None = None
+    name: str = "tmf-events"
+
+
+class Envelope(BaseModel):
+    """Optional constant TMF envelope members."""
+
+    model_config = {"extra": "forbid"}
+    domain: str | None = None
+    title: str | None = None
+    description: str | None = None
+    priority: str | None = None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TMF_EVENTS_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    bootstrap_servers: str = "localhost:9092"
+    app_id: str = "tmf-events"
+    input_topic: str = "inventory.changes"
+    service_topic: str = "tmf.service.events"
+    resource_topic: str = "tmf.resource.events"
+    changelog_topic: str = ""  # default: <app_id>-state-changelog
+    dlq_topic: str = ""  # default: <app_id>-dlq
+    input_format: Literal["json", "avro"] = "json"
+    tmf_version: Literal["v4", "v5"] = "v4"
+    payload: Literal["full", "delta"] = "full"
+    private_fields: list[str] = Field(default_factory=list)
+    state_fields: dict[EntityType, list[str]] = Field(default_factory=dict)
+    source: str = ""  # default: urn:tmf-events:<app_id>
+    type_prefix: str = "org.tmforum"
+    commit_interval_ms: int = Field(default=100, ge=1)
+    max_batch: int = Field(default=2000, ge=1)
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    instance_id: str = Field(default_factory=socket.gethostname)
+    reporting_system: ReportingSystem = Field(default_factory=ReportingSystem)
+    envelope: Envelope = Field(default_factory=Envelope)
+    history: int = Field(default=1, ge=1, le=100)
+    entity_types: list[EntityType] = Field(default_factory=lambda: list(ENTITY_TYPES))
+    max_record_bytes: int = Field(default=1024 * 1024, ge=1)
+    max_json_depth: int = Field(default=64, ge=1, le=10_000)
+    static_membership: bool = True
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    kafka: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @field_validator("private_fields")
+    @classmethod
+    def _paths_not_empty(cls, value: list[str]) -> list[str]:
+        for path in value:
+            if not path or any(not part for part in path.split(".")):
+                raise ValueError(f"private field path {path!r} has an empty segment")
+        return value
+
+    @model_validator(mode="after")
+    def _derived_defaults(self) -> Settings:
+        if not self.changelog_topic:
+            self.changelog_topic = f"{self.app_id}-state-changelog"
+        if not self.dlq_topic:
+            self.dlq_topic = f"{self.app_id}-dlq"
+        if not self.source:
+            self.source = f"urn:tmf-events:{self.app_id}"
+        if self.reporting_system.id is None:
+            self.reporting_system.id = self.app_id
+        defaults = DEFAULT_STATE_FIELDS[self.tmf_version]
+        self.state_fields = {t: list(self.state_fields.get(t, defaults[t])) for t in ENTITY_TYPES}
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `_config_file` values are passed through init as a separate, lower-priority source.
+        return init_settings, env_settings, _YAML_SOURCE.get(settings_cls), file_secret_settings
+
+    def topic_for(self, entity_type: str) -> str:
+        return self.service_topic if entity_type == "service" else self.resource_topic
+
+
+class _YamlSourceHolder:
+    """Carries the `--config` file's content into `settings_customise_sources`."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, settings_cls: type[BaseSettings]) -> PydanticBaseSettingsSource:
+        return InitSettingsSource(settings_cls, init_kwargs=dict(self.data))
+
+
+_YAML_SOURCE = _YamlSourceHolder()
+
+
+class ConfigError(Exception):
+    """A configuration problem, reported to the user without a traceback."""
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build settings; command-line `overrides` beat env vars, which beat the YAML file."""
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of setting names")
+        data = loaded
+    _YAML_SOURCE.data = data
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration:\n{exc}") from exc
+    finally:
+        _YAML_SOURCE.data = {}
+
+
+def setting_env_names() -> set[str]:
+    """Every top-level env var name the settings read (used by the deploy drift tests)."""
+    return {f"TMF_EVENTS_{name.upper()}" for name in Settings.model_fields}

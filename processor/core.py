@@ -1,0 +1,106 @@
+"""One input record in, messages and the next state out: the code path `run` and `replay` share.
+
+Pure: the same records in the same order, against the same state, give the same bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from processor.config import Settings
+from processor.decide import Policy, decide
+from processor.dlq import dead_letter
+from processor.messages import OutMessage
+from processor.records import Decoder, InputRecord, Rejection
+from processor.render import Renderer
+from processor.state import State
+
+Lookup = Callable[[int, str], State | None]
+
+
+@dataclass(slots=True)
+class Result:
+    # emit | unchanged | stale | unknown_delete | disabled | replayed | dead_letter
+    outcome: str
+    messages: list[OutMessage]
+    key: str | None = None
+    state: State | None = None  # set when the record changed the instance's state
+    entity_type: str | None = None
+    event_types: tuple[str, ...] = ()
+    reason: str | None = None  # the dead-letter reason
+    time_ms: int | None = None
+
+
+class Core:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.decoder = Decoder(
+            input_format=settings.input_format,
+            max_record_bytes=settings.max_record_bytes,
+            max_json_depth=settings.max_json_depth,
+        )
+        self.policy = Policy.build(
+            settings.private_fields,
+            {str(k): v for k, v in settings.state_fields.items()},
+            list(settings.entity_types),
+            settings.tmf_version,
+        )
+        self.renderer = Renderer(settings)
+        self.dlq_topic = settings.dlq_topic
+        self.history = settings.history
+
+    def process(self, record: InputRecord, lookup: Lookup) -> Result:
+        change = self.decoder.decode(record)
+        if isinstance(change, Rejection):
+            return self._reject(record, change)
+        state = lookup(record.partition, change.key)
+        decision = decide(state, change, record.offset, self.policy)
+        outcome = decision.outcome
+        if outcome == "mismatch":
+            assert state is not None
+            return self._reject(
+                record,
+                Rejection(
+                    "entity_type_mismatch",
+                    f"entityType {change.entity_type!r} differs from the stored "
+                    f"{state.entity_type!r}",
+                ),
+            )
+        if outcome != "emit":
+            return Result(outcome, [], change.key, entity_type=decision.entity_type)
+        after = decision.state
+        entity_type = decision.entity_type
+        assert after is not None and entity_type is not None
+        rendered = self.renderer.render(
+            change,
+            entity_type,
+            decision.events,
+            decision.public,
+            after,
+            record.partition,
+            record.offset,
+        )
+        last = rendered.stored[-1]
+        events = (*reversed(rendered.stored), *after.events)[: self.history]
+        # `after` is a fresh object from decide, not shared with the store: fill it in place.
+        after.last_event_id = last.id
+        after.last_event_type = last.type
+        after.last_event_time = last.time
+        after.events = events
+        return Result(
+            "emit",
+            rendered.messages,
+            change.key,
+            after,
+            entity_type,
+            tuple(s.type for s in rendered.stored),
+            time_ms=change.time_ms,
+        )
+
+    def _reject(self, record: InputRecord, rejection: Rejection) -> Result:
+        return Result(
+            "dead_letter",
+            [dead_letter(record, rejection, self.dlq_topic)],
+            reason=rejection.reason,
+        )

@@ -1,0 +1,235 @@
+"""Decoding of change records (DESIGN §2): Kafka record in, `Change` or `Rejection` out.
+
+Every way a record can be bad maps to a stable reason code; nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
+
+from processor.timefmt import InvalidTimestampError, parse_ms
+
+Header = tuple[str, bytes | None]
+
+REASONS = (
+    "invalid_utf8",
+    "invalid_json",
+    "schema_violation",
+    "missing_key",
+    "id_mismatch",
+    "missing_instance",
+    "unknown_entity_type",
+    "entity_type_mismatch",
+    "invalid_timestamp",
+    "missing_timestamp",
+    "too_large",
+    "too_deep",
+    "invalid_avro",
+)
+
+
+@dataclass(slots=True)
+class InputRecord:
+    """A consumed Kafka record as the core sees it (the shell converts client messages)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: list[Header] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Change:
+    """A valid change of one instance."""
+
+    key: str
+    entity_type: str | None  # None only for tombstones: the stored state knows it
+    operation: Literal["upsert", "delete"]
+    time_ms: int
+    correlation_id: str | None
+    instance: dict[str, Any] | None
+    traceparent: bytes | None
+
+
+@dataclass(slots=True, frozen=True)
+class Rejection:
+    """Bad input: goes to the dead-letter topic with this reason."""
+
+    reason: str
+    message: str
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    entityType: StrictStr  # noqa: N815 - the wire name
+    operation: Literal["upsert", "delete"] = "upsert"
+    id: StrictStr | None = None
+    observedAt: StrictStr | None = None  # noqa: N815
+    correlationId: StrictStr | None = None  # noqa: N815
+    instance: Any = None
+
+
+_ENTITY_TYPES = frozenset(("service", "resource"))
+
+
+@dataclass(slots=True, frozen=True)
+class Decoder:
+    """Decodes values of one input format within the configured limits."""
+
+    input_format: Literal["json", "avro"] = "json"
+    max_record_bytes: int = 1024 * 1024
+    max_json_depth: int = 64
+
+    def decode(self, record: InputRecord) -> Change | Rejection:
+        value = record.value
+        if value is not None:
+            # The value's own faults first: they say more than a missing key does.
+            if len(value) > self.max_record_bytes:
+                return Rejection(
+                    "too_large", f"value is {len(value)} bytes, limit {self.max_record_bytes}"
+                )
+            parsed = (
+                self._parse_avro(value) if self.input_format == "avro" else self._parse_json(value)
+            )
+            if isinstance(parsed, Rejection):
+                return parsed
+        if record.key is None or record.key == b"":
+            return Rejection("missing_key", "record has no key (the key must be the instance id)")
+        try:
+            key = record.key.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Rejection("invalid_utf8", f"key is not valid UTF-8: {exc.reason}")
+        traceparent = _header(record.headers, "traceparent")
+        if value is None:
+            if record.timestamp_ms is None or record.timestamp_ms < 0:
+                return Rejection("missing_timestamp", "tombstone without a record timestamp")
+            return Change(key, None, "delete", record.timestamp_ms, None, None, traceparent)
+        return self._validate(key, parsed, record.timestamp_ms, traceparent)
+
+    def _parse_json(self, value: bytes) -> Any:
+        try:
+            parsed = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            return _classify_json_error(value, exc)
+        # Depth can only exceed the limit if there are that many brackets at all.
+        if value.count(b"{") + value.count(b"[") > self.max_json_depth and _too_deep(
+            parsed, self.max_json_depth
+        ):
+            return Rejection("too_deep", f"JSON nesting deeper than {self.max_json_depth}")
+        return parsed
+
+    def _parse_avro(self, value: bytes) -> Any:
+        from processor.schemas import load_avro_schema
+
+        body = value[5:] if len(value) > 5 and value[0] == 0 else value  # Confluent wire format
+        try:
+            import fastavro
+
+            rec = fastavro.schemaless_reader(io.BytesIO(body), load_avro_schema("change-record"))
+        except Exception as exc:  # fastavro raises many types on corrupt input
+            return Rejection("invalid_avro", f"cannot decode Avro change record: {exc}"[:500])
+        if not isinstance(rec, dict):
+            return Rejection("invalid_avro", "Avro value is not a record")
+        instance_text = rec.get("instance")
+        envelope = {k: v for k, v in rec.items() if v is not None and k != "instance"}
+        if instance_text is not None:
+            inner = self._parse_json(instance_text.encode("utf-8"))
+            if isinstance(inner, Rejection):
+                return inner
+            envelope["instance"] = inner
+        return envelope
+
+    def _validate(
+        self, key: str, parsed: Any, timestamp_ms: int | None, traceparent: bytes | None
+    ) -> Change | Rejection:
+        if not isinstance(parsed, dict):
+            return Rejection("schema_violation", "change record must be a JSON object")
+        try:
+            env = _Envelope.model_validate(parsed)
+        except ValidationError as exc:
+            return Rejection("schema_violation", _first_error(exc))
+        if env.entityType not in _ENTITY_TYPES:
+            return Rejection(
+                "unknown_entity_type",
+                f"entityType {env.entityType[:64]!r} is not 'service' or 'resource'",
+            )
+        if env.id is not None and env.id != key:
+            return Rejection("id_mismatch", "record id differs from the key")
+        instance = env.instance
+        if instance is None:
+            if env.operation == "upsert":
+                return Rejection("missing_instance", "an upsert must carry the instance")
+        else:
+            if not isinstance(instance, dict):
+                return Rejection("schema_violation", "instance must be a JSON object")
+            instance_id = instance.get("id")
+            if not isinstance(instance_id, str):
+                return Rejection("schema_violation", "instance must carry a string id")
+            if instance_id != key:
+                return Rejection("id_mismatch", "instance.id differs from the key")
+        if env.observedAt is not None:
+            try:
+                time_ms = parse_ms(env.observedAt)
+            except InvalidTimestampError as exc:
+                return Rejection("invalid_timestamp", str(exc))
+        elif timestamp_ms is not None and timestamp_ms >= 0:
+            time_ms = timestamp_ms
+        else:
+            return Rejection("missing_timestamp", "no observedAt and no record timestamp")
+        return Change(
+            key,
+            env.entityType,
+            env.operation,
+            time_ms,
+            env.correlationId,
+            instance if env.operation == "upsert" else None,
+            traceparent,
+        )
+
+
+def _header(headers: list[Header], name: str) -> bytes | None:
+    for k, v in headers:
+        if k == name:
+            return v
+    return None
+
+
+def _classify_json_error(value: bytes, exc: orjson.JSONDecodeError) -> Rejection:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return Rejection("invalid_utf8", f"value is not valid UTF-8 at byte {err.start}")
+    if "recursion" in str(exc):
+        return Rejection("too_deep", "JSON nesting exceeds the parser's limit")
+    return Rejection("invalid_json", f"invalid JSON: {exc}"[:500])
+
+
+def _too_deep(node: Any, limit: int) -> bool:
+    stack: list[tuple[Any, int]] = [(node, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False, include_input=False)[0]
+    where = ".".join(str(p) for p in err["loc"]) or "record"
+    return f"{where}: {err['msg']}"
