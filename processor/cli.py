@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,57 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
+    from processor.http import HttpServer
+    from processor.logs import setup_logging
+    from processor.loop import FatalError, Processor
+    from processor.topics import TopicError
+
+    settings = _settings(args)
+    setup_logging(settings.log_format, settings.log_level)
+    processor = Processor(settings)
+
+    def _stop(signum: int, _frame: object) -> None:
+        processor.stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    server = None
+    if settings.http_port:
+        server = HttpServer(
+            settings.http_port, processor.metrics.registry, processor.health, processor.readiness
+        ).start()
+    try:
+        return processor.run()
+    except TopicError as exc:
+        print(f"tmf-events run: {exc}", file=sys.stderr)
+        return 2
+    except FatalError as exc:
+        print(f"tmf-events run: fatal: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from processor.topics import TopicError, ensure_topics
+
+    settings = _settings(args)
+    try:
+        counts = ensure_topics(
+            settings, partitions=args.partitions, replication_factor=args.replication_factor
+        )
+    except TopicError as exc:
+        print(f"tmf-events topics: {exc}", file=sys.stderr)
+        return 2
+    for name, n in sorted(counts.items()):
+        print(f"{name}\t{n} partitions")
+    return 0
+
+
 def cmd_broker(args: argparse.Namespace) -> int:
     from processor.broker import run_foreground
 
@@ -52,7 +104,9 @@ def cmd_load(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     mix = Mix(**_parse_mix(args.mix)) if args.mix else Mix()
-    gen = Generator(seed=args.seed, keys=args.keys, mix=mix)
+    # Record timestamps near now: older ones would fall out of the topic's retention at once.
+    start_ms = args.start_ms if args.start_ms is not None else int(time.time() * 1000)
+    gen = Generator(seed=args.seed, keys=args.keys, mix=mix, start_ms=start_ms, step_ms=1)
     report = produce_load(
         settings.bootstrap_servers,
         args.topic or settings.input_topic,
@@ -101,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-state", action="store_true", help="include the changelog messages")
     p.set_defaults(func=cmd_replay)
 
+    p = sub.add_parser("run", parents=[common, kafka], help="run the stream processor")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("topics", parents=[common, kafka], help="create all topics and exit")
+    p.add_argument("--partitions", type=int, default=6, help="for a new input topic")
+    p.add_argument(
+        "--replication-factor", type=int, default=-1, help="for new topics (-1: broker default)"
+    )
+    p.set_defaults(func=cmd_topics)
+
     p = sub.add_parser("broker", help="run the embedded development broker in the foreground")
     p.add_argument("--kind", choices=["noida", "tansu"], default="noida")
     p.add_argument("--port", type=int, default=9092)
@@ -117,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="weights, e.g. create=1,update=4,state=1,noop=2,private=1,delete=1",
     )
     p.add_argument("--topic", help="target topic (default: input_topic)")
+    p.add_argument(
+        "--start-ms", type=int, default=None, help="first observedAt in epoch ms (default: now)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_load)
     return parser

@@ -110,14 +110,31 @@ def decode_state(data: bytes) -> State:
 
 
 class StateStore:
-    """In-memory state per input partition; the changelog topic is its durable copy."""
+    """In-memory state per input partition; the changelog topic is its durable copy.
+
+    Restored entries stay Avro-encoded (or None for a tombstone) until first read.
+    """
 
     def __init__(self) -> None:
-        self.partitions: dict[int, dict[str, State]] = {}
+        self.partitions: dict[int, dict[str, State | bytes | None]] = {}
 
     def get(self, partition: int, key: str) -> State | None:
         part = self.partitions.get(partition)
-        return None if part is None else part.get(key)
+        if part is None:
+            return None
+        value = part.get(key)
+        if value is None or isinstance(value, State):
+            return value
+        state = decode_state(value)
+        part[key] = state
+        return state
+
+    def put_raw(self, partition: int, key: str, data: bytes | None) -> None:
+        part = self.partitions.setdefault(partition, {})
+        if data is None:
+            part.pop(key, None)
+        else:
+            part[key] = data
 
     def put(self, partition: int, key: str, state: State) -> None:
         self.partitions.setdefault(partition, {})[key] = state

@@ -1,0 +1,491 @@
+"""The transactional consume → decide → produce loop (DESIGN §6-§7): the imperative shell.
+
+One batch = one Kafka transaction holding the batch's events, dead letters, changelog
+writes and input offsets. State writes are staged and reach the store only after the
+commit succeeded, so an abort leaves memory exactly as the changelog has it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter as Tally
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_INVALID,
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from processor.changelog import Restorer
+from processor.config import Settings
+from processor.core import Core
+from processor.messages import OutMessage
+from processor.metrics import Metrics
+from processor.records import InputRecord
+from processor.state import State, StateStore, encode_state
+from processor.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+_TXN_TIMEOUT_S = 30.0  # bound for flush/commit calls; the broker-side timeout is separate
+
+
+class FatalError(Exception):
+    """The producer was fenced or hit a fatal error: exit non-zero, let the orchestrator restart."""
+
+
+@dataclass(slots=True)
+class _Batch:
+    started: float = 0.0
+    open: bool = False  # a transaction has begun
+    records: int = 0
+    offsets: dict[int, int] = field(default_factory=dict)  # partition -> next offset
+    staged: dict[tuple[int, str], State] = field(default_factory=dict)
+    first_time_ms: dict[int, int] = field(default_factory=dict)
+    consumed: Tally[tuple[str, int]] = field(default_factory=Tally)
+    emitted: Tally[tuple[str, str]] = field(default_factory=Tally)
+    skipped: Tally[str] = field(default_factory=Tally)
+    dead: Tally[str] = field(default_factory=Tally)
+    times_ms: list[int] = field(default_factory=list)
+
+
+def consumer_config(settings: Settings) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "group.id": settings.app_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "client.id": f"{settings.app_id}-{settings.instance_id}",
+    }
+    if settings.static_membership:
+        conf["group.instance.id"] = settings.instance_id
+    conf.update(_only(settings.kafka, _PRODUCER_ONLY))
+    return conf
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "transactional.id": f"{settings.app_id}-{settings.instance_id}",
+        "transaction.timeout.ms": 10000,
+        "partitioner": "murmur2_random",  # Java's default: Java consumers co-partition
+        "linger.ms": 5,
+        "client.id": f"{settings.app_id}-{settings.instance_id}",
+    }
+    conf.update(_only(settings.kafka, _CONSUMER_ONLY))
+    return conf
+
+
+# librdkafka warns about (or rejects) properties of the other client type.
+_CONSUMER_ONLY = (
+    "group.",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "auto.",
+    "fetch.",
+    "isolation.level",
+    "partition.assignment.strategy",
+    "enable.auto.",
+    "queued.",
+    "enable.partition.eof",
+    "check.crcs",
+)
+_PRODUCER_ONLY = (
+    "transactional.id",
+    "transaction.timeout.ms",
+    "partitioner",
+    "linger.ms",
+    "queue.buffering.",
+    "batch.",
+    "compression.",
+    "acks",
+    "enable.idempotence",
+    "message.send.max.retries",
+    "retries",
+    "delivery.timeout.ms",
+    "request.required.acks",
+    "message.timeout.ms",
+)
+
+
+def _only(extra: dict[str, Any], excluded: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in extra.items() if not k.startswith(excluded)}
+
+
+def to_record(msg: Message) -> InputRecord:
+    ts_type, ts = msg.timestamp()
+    return InputRecord(
+        topic=msg.topic() or "",
+        partition=msg.partition() or 0,
+        offset=msg.offset() or 0,
+        timestamp_ms=None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
+        key=msg.key(),
+        value=msg.value(),
+        headers=list(msg.headers() or ()),  # type: ignore[arg-type]
+    )
+
+
+class Processor:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        stop: threading.Event | None = None,
+        create_topics: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.stop_event = stop if stop is not None else threading.Event()
+        self.create_topics = create_topics
+        self.core = Core(settings)
+        self.store = StateStore()
+        self.batch = _Batch()
+        self.assigned: set[int] = set()
+        self.restoring: set[int] = set()
+        self.ever_assigned = False
+        self.producer_ready = False
+        self.heartbeat = time.monotonic()
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
+        self.restorer: Restorer | None = None
+        self.input = settings.input_topic
+
+    # -- health ---------------------------------------------------------------------------
+    def readiness(self) -> tuple[bool, str]:
+        if not self.producer_ready:
+            return False, "producer not initialised"
+        if not self.ever_assigned:
+            return False, "waiting for the first partition assignment"
+        if self.restoring:
+            return False, f"restoring partitions {sorted(self.restoring)}"
+        return True, f"assigned partitions {sorted(self.assigned)}"
+
+    def health(self) -> tuple[bool, str]:
+        idle = time.monotonic() - self.heartbeat
+        limit = max(60.0, 3 * _TXN_TIMEOUT_S)
+        if idle > limit:
+            return False, f"loop has not turned for {idle:.0f} s"
+        return True, "loop turning"
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def run(self) -> int:
+        s = self.settings
+        if self.create_topics:
+            ensure_topics(s)
+        self.producer = Producer(producer_config(s))
+        log.info(
+            "starting: app_id=%s instance_id=%s input=%s transactional.id=%s-%s",
+            s.app_id,
+            s.instance_id,
+            self.input,
+            s.app_id,
+            s.instance_id,
+        )
+        self._call(lambda p: p.init_transactions(_TXN_TIMEOUT_S))
+        self.producer_ready = True
+        self.restorer = Restorer(s, self.store, self.metrics)
+        self.consumer = Consumer(consumer_config(s))
+        self.consumer.subscribe(
+            [self.input],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        try:
+            self._loop()
+            self._commit()
+        finally:
+            self._close()
+        log.info("stopped cleanly")
+        return 0
+
+    def _close(self) -> None:
+        if self.consumer is not None:
+            try:
+                self.consumer.close()
+            except (KafkaException, RuntimeError) as exc:
+                log.warning("consumer close: %s", exc)
+        if self.restorer is not None:
+            self.restorer.close()
+        if self.producer is not None:
+            self.producer.flush(5)
+        self.metrics.ready.set(0)
+
+    def _loop(self) -> None:
+        assert self.consumer is not None and self.restorer is not None
+        s = self.settings
+        interval = s.commit_interval_ms / 1000.0
+        while not self.stop_event.is_set():
+            self.heartbeat = time.monotonic()
+            if self.restoring:
+                for p in self.restorer.step():
+                    self._restored(p)
+            if self.batch.records:
+                timeout = max(0.0, self.batch.started + interval - time.monotonic())
+            else:
+                timeout = 0.01 if self.restoring else 0.2
+            msgs = self.consumer.consume(s.max_batch - self.batch.records, timeout)
+            for msg in msgs:
+                err = msg.error()
+                if err is not None:
+                    self._consumer_error(err)
+                    continue
+                self._process(msg)
+            if self.batch.records and (
+                self.batch.records >= s.max_batch
+                or time.monotonic() - self.batch.started >= interval
+            ):
+                self._commit()
+            self.metrics.ready.set(1 if self.readiness()[0] else 0)
+
+    def _consumer_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            raise FatalError(f"consumer: {err.str()}")
+        log.warning("consumer error: %s", err.str())
+
+    # -- processing ------------------------------------------------------------------------
+    def _process(self, msg: Message) -> None:
+        p = msg.partition() or 0
+        if p not in self.assigned or p in self.restoring:
+            # Fetched before a revoke or pause took effect; it will be read again.
+            return
+        batch = self.batch
+        if not batch.records:
+            batch.started = time.monotonic()
+        if not batch.open:
+            self._call(lambda prod: prod.begin_transaction())
+            batch.open = True
+        record = to_record(msg)
+        staged = batch.staged
+        result = self.core.process(
+            record, lambda part, key: staged.get((part, key)) or self.store.get(part, key)
+        )
+        for out in result.messages:
+            self._produce(out)
+        if result.state is not None and result.key is not None:
+            staged[(p, result.key)] = result.state
+        batch.records += 1
+        batch.offsets[p] = record.offset + 1
+        batch.consumed[(record.topic, p)] += 1
+        outcome = result.outcome
+        if outcome == "emit":
+            et = result.entity_type or ""
+            for name in result.event_types:
+                batch.emitted[(et, name)] += 1
+            if result.time_ms is not None:
+                batch.times_ms.append(result.time_ms)
+        elif outcome == "dead_letter":
+            batch.dead[result.reason or "unknown"] += 1
+        else:
+            batch.skipped[outcome] += 1
+
+    def _produce(self, out: OutMessage) -> None:
+        assert self.producer is not None
+        while True:
+            try:
+                headers: Any = out.headers
+                if out.partition is None:
+                    self.producer.produce(out.topic, out.value, out.key, headers=headers)
+                else:
+                    self.producer.produce(
+                        out.topic, out.value, out.key, out.partition, headers=headers
+                    )
+                return
+            except BufferError:
+                self.producer.poll(0.05)  # local queue full: let deliveries drain
+
+    # -- transactions ------------------------------------------------------------------------
+    def _commit(self) -> None:
+        """Flush events, then changelog, then offsets, then commit (DESIGN §7 ordering)."""
+        batch = self.batch
+        if not batch.open:
+            self.batch = _Batch()
+            return
+        assert self.producer is not None and self.consumer is not None
+        started = time.monotonic()
+        try:
+            self._flush()
+            changelog = self.settings.changelog_topic
+            for (p, key), state in batch.staged.items():
+                self._produce(OutMessage(changelog, p, key.encode(), encode_state(state), []))
+            self._flush()
+            offsets = [TopicPartition(self.input, p, o) for p, o in batch.offsets.items()]
+            meta = self.consumer.consumer_group_metadata()
+            self._call(lambda prod: prod.send_offsets_to_transaction(offsets, meta, _TXN_TIMEOUT_S))
+            self._commit_transaction()
+        except _AbortBatchError as exc:
+            self._abort(str(exc))
+            return
+        for (p, key), state in batch.staged.items():
+            if p in self.assigned:
+                self.store.put(p, key, state)
+        now = time.time()
+        self.metrics.commit_duration.observe(time.monotonic() - started)
+        self.metrics.transactions.labels("committed").inc()
+        self.metrics.publish_batch(
+            batch.consumed, batch.emitted, batch.skipped, batch.dead, batch.records
+        )
+        for t in batch.times_ms:
+            self.metrics.latency.observe(max(0.0, now - t / 1000.0))
+        if batch.dead:
+            log.warning(
+                "batch dead-lettered %d records: %s",
+                sum(batch.dead.values()),
+                ", ".join(f"{r}={n}" for r, n in sorted(batch.dead.items())),
+            )
+        self.batch = _Batch()
+
+    def _flush(self) -> None:
+        assert self.producer is not None
+        remaining = self.producer.flush(_TXN_TIMEOUT_S)
+        if remaining:
+            raise _AbortBatchError(f"{remaining} messages not delivered within {_TXN_TIMEOUT_S} s")
+
+    def _commit_transaction(self) -> None:
+        assert self.producer is not None
+        while True:
+            try:
+                self.producer.commit_transaction(_TXN_TIMEOUT_S)
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.retriable() and not err.txn_requires_abort() and not err.fatal():
+                    log.warning("commit retry: %s", err.str())
+                    continue
+                self._raise_for(err)
+
+    def _call(self, fn: Any) -> None:
+        """A transactional call; classify its failure (DESIGN §7)."""
+        assert self.producer is not None
+        try:
+            fn(self.producer)
+        except KafkaException as exc:
+            self._raise_for(exc.args[0])
+
+    @staticmethod
+    def _raise_for(err: KafkaError) -> None:
+        if err.fatal():
+            raise FatalError(f"producer fatal error (fenced?): {err.str()}")
+        if err.txn_requires_abort():
+            raise _AbortBatchError(err.str())
+        if err.retriable():
+            raise _AbortBatchError(f"retriable: {err.str()}")
+        raise FatalError(f"producer error: {err.str()}")
+
+    def _abort(self, reason: str) -> None:
+        """Abort, drop the staged state and rewind the input to the committed offsets."""
+        assert self.producer is not None and self.consumer is not None
+        log.warning("aborting transaction: %s", reason)
+        batch = self.batch
+        self.batch = _Batch()
+        try:
+            self.producer.abort_transaction(_TXN_TIMEOUT_S)
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.fatal():
+                raise FatalError(f"abort failed: {err.str()}") from exc
+            log.warning("abort: %s", err.str())
+        self.metrics.transactions.labels("aborted").inc()
+        self._rewind([p for p in batch.offsets if p in self.assigned])
+
+    def _rewind(self, partitions: list[int]) -> None:
+        assert self.consumer is not None
+        if not partitions:
+            return
+        committed = self.consumer.committed(
+            [TopicPartition(self.input, p) for p in partitions], timeout=_TXN_TIMEOUT_S
+        )
+        for tp in committed:
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.consumer.seek(TopicPartition(self.input, tp.partition, offset))
+
+    # -- rebalances ----------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        assert self.restorer is not None
+        self.metrics.rebalances.labels("assign").inc()
+        new = [tp.partition for tp in partitions]
+        log.info("assigned partitions %s; restoring their state", new)
+        consumer.incremental_assign(partitions)
+        consumer.pause(partitions)
+        self.assigned.update(new)
+        self.restoring.update(new)
+        self.ever_assigned = True
+        self.restorer.start(new)
+
+    def _restored(self, p: int) -> None:
+        assert self.consumer is not None
+        self.restoring.discard(p)
+        if p not in self.assigned:
+            return
+        tp = TopicPartition(self.input, p)
+        committed = self.consumer.committed([tp], timeout=_TXN_TIMEOUT_S)[0].offset
+        low, _high = self.consumer.get_watermark_offsets(tp, timeout=_TXN_TIMEOUT_S, cached=False)
+        start = committed
+        if committed == OFFSET_INVALID or committed < 0:
+            start = OFFSET_BEGINNING
+        elif committed < low:
+            self.metrics.offset_resets.inc()
+            log.warning(
+                "partition %d: committed offset %d is no longer retained (log starts at %d);"
+                " continuing from the earliest retained record",
+                p,
+                committed,
+                low,
+            )
+            start = low
+        self.consumer.seek(TopicPartition(self.input, p, start))
+        self.consumer.resume([tp])
+        self.metrics.state_keys.labels(str(p)).set(self.store.keys(p))
+        log.info("partition %d restored (%d keys); consuming from %s", p, self.store.keys(p), start)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.labels("revoke").inc()
+        gone = [tp.partition for tp in partitions]
+        log.info("partitions %s revoked; committing the open batch", gone)
+        # Commit what was done (time-bounded by the flush/commit timeouts); else abort.
+        try:
+            self._commit()
+        except FatalError:
+            raise
+        self._drop(gone)
+        consumer.incremental_unassign(partitions)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.metrics.rebalances.labels("lost").inc()
+        gone = [tp.partition for tp in partitions]
+        log.warning("partitions %s lost; aborting the open batch", gone)
+        if self.batch.open:
+            self._abort("partitions lost")
+        self._drop(gone)
+        consumer.incremental_unassign(partitions)
+
+    def _drop(self, partitions: list[int]) -> None:
+        assert self.restorer is not None
+        for p in partitions:
+            self.assigned.discard(p)
+            self.restoring.discard(p)
+            self.store.drop(p)
+            try:
+                self.metrics.state_keys.remove(str(p))
+                self.metrics.lag.remove(str(p))
+            except KeyError:
+                pass
+        self.restorer.cancel(partitions)
+
+
+class _AbortBatchError(Exception):
+    pass
