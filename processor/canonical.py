@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import zlib
 from hashlib import blake2b
 from typing import Any
@@ -71,14 +72,25 @@ def digest(rendered: bytes) -> bytes:
     return blake2b(rendered, digest_size=16).digest()
 
 
-def attr_digests(public: dict[str, Any]) -> dict[str, int]:
-    """A 64-bit fingerprint per top-level member, to tell which attributes changed.
+def fingerprints(public: dict[str, Any]) -> tuple[str, bytes]:
+    """Per top-level member a 64-bit fingerprint, to tell which attributes changed.
 
-    CRC-32 plus length is cheap and the whole-instance BLAKE2b guards it: when the digest
-    says "changed" but no fingerprint differs, decide treats every attribute as changed.
+    Returns the NUL-joined names and the packed big-endian fingerprints, compact enough to
+    keep per key in memory. CRC-32 plus length is cheap, and the whole-instance BLAKE2b
+    guards it: when the digest says "changed" but no fingerprint differs, decide treats
+    every attribute as changed.
     """
-    out: dict[str, int] = {}
-    for key, value in public.items():
-        piece = orjson.dumps(value, option=_SORT)
-        out[key] = (len(piece) << 32) | zlib.crc32(piece)
-    return out
+    values = [
+        (len(piece) << 32) | zlib.crc32(piece)
+        for piece in [orjson.dumps(v, option=_SORT) for v in public.values()]
+    ]
+    return "\0".join(public), struct.pack(f">{len(values)}Q", *values)
+
+
+def unpack_fingerprints(names: str, digests: bytes) -> dict[str, int] | None:
+    """The name -> fingerprint map, or None if the pair is inconsistent (NUL in a name)."""
+    count = len(digests) // 8
+    keys = names.split("\0") if names else []
+    if len(keys) != count:
+        return None
+    return dict(zip(keys, struct.unpack(f">{count}Q", digests), strict=True))

@@ -92,6 +92,66 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from processor.demo import run_demo
+    from processor.logs import setup_logging
+
+    setup_logging("text", "ERROR")
+    return run_demo(args.bootstrap_servers)
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from processor.api import Api, ChangelogView
+    from processor.http import HttpServer
+    from processor.logs import setup_logging
+
+    settings = _settings(args)
+    setup_logging(settings.log_format, settings.log_level)
+    view = ChangelogView(settings).start()
+    server = HttpServer(
+        settings.http_port, view.metrics.registry, view.health, view.ready, Api(view)
+    ).start()
+    print(f"tmf-events api listening on port {server.port}", file=sys.stderr)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    server.stop()
+    view.stop()
+    return 0
+
+
+def cmd_latest(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    settings = _settings(args)
+    base = (args.url or f"http://localhost:{settings.http_port}").rstrip("/")
+    ident = urllib.parse.quote(args.id, safe="")
+    path = (
+        f"/instances/{ident}/events?limit={args.n}"
+        if args.n
+        else f"/instances/{ident}/events/latest"
+    )
+    try:
+        with urllib.request.urlopen(base + path, timeout=args.timeout) as resp:
+            body = resp.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")
+        print(f"tmf-events latest: {exc.code}: {detail}", file=sys.stderr)
+        return 1 if exc.code == 404 else 2
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"tmf-events latest: cannot reach {base}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(json.loads(body), indent=2))
+    return 0
+
+
 def cmd_broker(args: argparse.Namespace) -> int:
     from processor.broker import run_foreground
 
@@ -158,12 +218,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", parents=[common, kafka], help="run the stream processor")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser(
+        "demo",
+        parents=[kafka],
+        help="run a sample change history through the embedded broker and print the events",
+    )
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("topics", parents=[common, kafka], help="create all topics and exit")
     p.add_argument("--partitions", type=int, default=6, help="for a new input topic")
     p.add_argument(
         "--replication-factor", type=int, default=-1, help="for new topics (-1: broker default)"
     )
     p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser(
+        "api", parents=[common, kafka], help="serve the latest events of instances over HTTP"
+    )
+    p.set_defaults(func=cmd_api)
+
+    p = sub.add_parser("latest", parents=[common], help="print an instance's latest event")
+    p.add_argument("id", help="instance id")
+    p.add_argument("--url", help="API base URL (default http://localhost:<http_port>)")
+    p.add_argument("-n", type=int, default=0, help="list the last N events instead")
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(func=cmd_latest)
 
     p = sub.add_parser("broker", help="run the embedded development broker in the foreground")
     p.add_argument("--kind", choices=["noida", "tansu"], default="noida")

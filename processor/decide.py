@@ -7,11 +7,12 @@ from typing import Any, Literal
 
 from processor.canonical import (
     PrivateTree,
-    attr_digests,
     compile_private,
     digest,
+    fingerprints,
     rendering,
     strip_private,
+    unpack_fingerprints,
 )
 from processor.records import Change
 from processor.state import State
@@ -88,7 +89,8 @@ def decide(state: State | None, change: Change, offset: int, policy: Policy) -> 
             entity_type=state.entity_type,
             version=state.version + 1,
             hash=b"",
-            attrs={},
+            attr_names="",
+            attr_digests=b"",
             deleted=True,
             observed_at=change.time_ms,
             offset=offset,
@@ -107,12 +109,16 @@ def decide(state: State | None, change: Change, offset: int, policy: Policy) -> 
     hashed = digest(rendered)
     if state is not None and not state.deleted and hashed == state.hash:
         return Decision("unchanged", entity_type)
-    attrs = attr_digests(public)
+    names, digests = fingerprints(public)
     if state is None or state.deleted:
         planned: tuple[Planned, ...] = (Planned("Create"),)
     else:
         planned = _changes(
-            state.attrs, attrs, policy.state_fields[entity_type], policy, entity_type
+            unpack_fingerprints(state.attr_names, state.attr_digests),
+            unpack_fingerprints(names, digests),
+            policy.state_fields[entity_type],
+            policy,
+            entity_type,
         )
     href = public.get("href")
     at_type = public.get("@type")
@@ -120,7 +126,8 @@ def decide(state: State | None, change: Change, offset: int, policy: Policy) -> 
         entity_type=entity_type,
         version=(state.version if state is not None else 0) + 1,
         hash=hashed,
-        attrs=attrs,
+        attr_names=names,
+        attr_digests=digests,
         deleted=False,
         observed_at=change.time_ms,
         offset=offset,
@@ -135,19 +142,26 @@ def decide(state: State | None, change: Change, offset: int, policy: Policy) -> 
 
 
 def _changes(
-    old: dict[str, int],
-    new: dict[str, int],
+    old: dict[str, int] | None,
+    new: dict[str, int] | None,
     state_fields: frozenset[str],
     policy: Policy,
     entity_type: str,
 ) -> tuple[Planned, ...]:
-    changed = {k for k, v in new.items() if old.get(k) != v}
-    removed = old.keys() - new.keys()
-    changed |= removed
-    if not changed:
-        # The 128-bit digest differs but no 64-bit fingerprint does: assume everything moved
-        # rather than miss an event.
+    if old is None or new is None:
+        # Names we cannot split apart: assume everything moved rather than miss an event.
+        old = old or {}
+        new = new or {}
         changed = set(new) | set(old)
+        removed: set[str] = set()
+    else:
+        changed = {k for k, v in new.items() if old.get(k) != v}
+        removed = old.keys() - new.keys()
+        changed |= removed
+        if not changed:
+            # The 128-bit digest differs but no 64-bit fingerprint does: assume everything
+            # moved rather than miss an event.
+            changed = set(new) | set(old)
     op_status = (
         policy.operating_status_event
         and entity_type == "service"

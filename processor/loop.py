@@ -223,6 +223,8 @@ class Processor:
             self.restorer.close()
         if self.producer is not None:
             self.producer.flush(5)
+        # Drop the clients now: their destructors close connections while the broker is up.
+        self.consumer = self.producer = self.restorer = None
         self.metrics.ready.set(0)
 
     def _loop(self) -> None:

@@ -21,6 +21,18 @@ _SPEC = ("ce_specversion", b"1.0")
 _CONTENT_TYPE = ("content-type", b"application/json")
 
 
+def _structured(headers: list[tuple[str, bytes | None]], value: bytes) -> str:
+    """The same event as a structured-mode CloudEvent (JSON), for the domain API."""
+    attrs: dict[str, str] = {}
+    for name, raw in headers:
+        text = "" if raw is None else raw.decode("utf-8", "replace")
+        if name.startswith("ce_"):
+            attrs[name[3:]] = text
+        elif name == "content-type":
+            attrs["datacontenttype"] = text
+    return (orjson.dumps(attrs)[:-1] + b',"data":' + value + b"}").decode()
+
+
 def event_name(entity_type: str, kind: str) -> str:
     return f"{_ENTITY_NAME[entity_type]}{kind}Event"
 
@@ -112,14 +124,7 @@ class Renderer:
             headers.append(_CONTENT_TYPE)
             messages.append(OutMessage(const.topic, None, key_bytes, value, headers))
             stored.append(
-                StoredEvent(
-                    id=eid,
-                    type=const.name,
-                    time=time,
-                    topic=const.topic,
-                    headers=tuple((k, v) for k, v in headers if v is not None),
-                    value=value.decode(),
-                )
+                StoredEvent(eid, const.name, time, const.topic, _structured(headers, value))
             )
             previous = eid
         return Rendered(messages, stored)

@@ -413,15 +413,6 @@ def change_record_avro_schema() -> Schema:
 
 def state_record_avro_schema() -> Schema:
     """The per-key state on the changelog topic (DESIGN §6)."""
-    header = {
-        "type": "record",
-        "name": "Header",
-        "doc": "One Kafka header of a stored event.",
-        "fields": [
-            {"name": "key", "type": "string", "doc": "header name"},
-            {"name": "value", "type": "bytes", "doc": "header value"},
-        ],
-    }
     stored_event = {
         "type": "record",
         "name": "StoredEvent",
@@ -432,11 +423,11 @@ def state_record_avro_schema() -> Schema:
             {"name": "time", "type": "string", "doc": "eventTime (RFC 3339 UTC, ms, Z)"},
             {"name": "topic", "type": "string", "doc": "the output topic"},
             {
-                "name": "headers",
-                "type": {"type": "array", "items": header},
-                "doc": "the Kafka headers, in order",
+                "name": "cloudevent",
+                "type": "string",
+                "doc": "the event as a structured-mode CloudEvent (JSON): every ce_ attribute "
+                "at top level plus `data`, the TMF event",
             },
-            {"name": "value", "type": "string", "doc": "the event JSON"},
         ],
     }
     return {
@@ -457,10 +448,15 @@ def state_record_avro_schema() -> Schema:
                 "doc": "16-byte BLAKE2b of the public rendering (canonical JSON)",
             },
             {
-                "name": "attrs",
-                "type": {"type": "map", "values": "long"},
-                "doc": "per top-level public attribute: a signed 64-bit digest of its "
-                "canonical JSON",
+                "name": "attrNames",
+                "type": "string",
+                "doc": "the top-level public attribute names, separated by NUL characters",
+            },
+            {
+                "name": "attrDigests",
+                "type": "bytes",
+                "doc": "per name in attrNames, in that order, an 8-byte big-endian fingerprint "
+                "of the attribute's canonical JSON (tells which attributes changed)",
             },
             {"name": "deleted", "type": "boolean", "doc": "true once the instance is deleted"},
             {
