@@ -18,6 +18,7 @@ from processor.timefmt import format_ms
 
 _ENTITY_NAME = {"service": "Service", "resource": "Resource"}
 _SPEC = ("ce_specversion", b"1.0")
+_IDENTITY = frozenset(("id", "href", "@type"))  # never null: dropped rather than nulled
 _CONTENT_TYPE = ("content-type", b"application/json")
 
 
@@ -154,7 +155,7 @@ class Renderer:
             out["href"] = href
         out["@type"] = public.get("@type") or default_type
         for name in plan.changed:
-            if name not in out:
+            if name not in out and name not in _IDENTITY:
                 out[name] = None if name in plan.removed else public.get(name)
         return out
 

@@ -95,9 +95,7 @@ def replay(
             if with_state:
                 state: dict[str, Any] = to_avro_dict(result.state)
                 state["hash"] = result.state.hash.hex()
-                for event in state["events"]:
-                    for header in event["headers"]:
-                        header["value"] = header["value"].decode("utf-8", "replace")
+                state["attrDigests"] = result.state.attr_digests.hex()
                 yield {
                     "topic": settings.changelog_topic,
                     "partition": record.partition,

@@ -486,7 +486,8 @@ def test_state_record_avro_round_trip() -> None:
         "entityType",
         "version",
         "hash",
-        "attrs",
+        "attrNames",
+        "attrDigests",
         "deleted",
         "observedAt",
         "offset",
@@ -503,7 +504,8 @@ def test_state_record_avro_round_trip() -> None:
         "entityType": "service",
         "version": 3,
         "hash": bytes(range(16)),
-        "attrs": {"name": -(2**63), "state": 2**63 - 1},
+        "attrNames": "name\0state",
+        "attrDigests": bytes(range(16)),
         "deleted": False,
         "observedAt": 1735725600123,
         "offset": 41,
@@ -518,11 +520,9 @@ def test_state_record_avro_round_trip() -> None:
                 "type": "ServiceCreateEvent",
                 "time": EVENT_TIME,
                 "topic": "tmf.service.events",
-                "headers": [
-                    {"key": "ce_id", "value": EVENT_ID.encode()},
-                    {"key": "ce_specversion", "value": b"1.0"},
-                ],
-                "value": json.dumps(event, separators=(",", ":")),
+                "cloudevent": json.dumps(
+                    {"specversion": "1.0", "id": EVENT_ID, "data": event}, separators=(",", ":")
+                ),
             }
         ],
     }
@@ -535,7 +535,8 @@ def test_state_record_defaults() -> None:
         "entityType": "resource",
         "version": 1,
         "hash": b"\x00" * 16,
-        "attrs": {},
+        "attrNames": "",
+        "attrDigests": b"",
         "deleted": True,
         "observedAt": 0,
         "offset": 0,
