@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/tmf-events demo
 
-test: lint typecheck
-	$(BIN)/pytest -q
+# The README's test command: static checks, deploy checks (their tools install into .tools/),
+# then every pytest layer (the deploy tests ran in deploy-check already).
+test: lint typecheck deploy-check
+	@if [ -f scripts/prometheus.sh ]; then bash scripts/prometheus.sh; fi
+	$(BIN)/pytest -q --ignore=tests/deploy
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from processor.config import Settings
 from processor.decide import Policy, decide
 from processor.dlq import dead_letter
+from processor.instance_check import InstanceCheck
 from processor.messages import OutMessage
 from processor.records import Decoder, InputRecord, Rejection
 from processor.render import Renderer
@@ -45,6 +46,7 @@ class Core:
             {str(k): v for k, v in settings.state_fields.items()},
             list(settings.entity_types),
             settings.tmf_version,
+            InstanceCheck(settings.tmf_version).problem,
         )
         self.renderer = Renderer(settings)
         self.dlq_topic = settings.dlq_topic
@@ -67,6 +69,8 @@ class Core:
                     f"{state.entity_type!r}",
                 ),
             )
+        if outcome == "invalid":
+            return self._reject(record, Rejection("schema_violation", decision.message or ""))
         if outcome != "emit":
             return Result(outcome, [], change.key, entity_type=decision.entity_type)
         after = decision.state

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,8 +22,9 @@ EventKind = Literal[
     "Create", "AttributeValueChange", "StateChange", "OperatingStatusChange", "Delete"
 ]
 Outcome = Literal[
-    "emit", "unchanged", "stale", "unknown_delete", "disabled", "replayed", "mismatch"
+    "emit", "unchanged", "stale", "unknown_delete", "disabled", "replayed", "mismatch", "invalid"
 ]
+InstanceProblem = Callable[[str, dict[str, Any]], str | None]
 
 OPERATING_STATUS = "operatingStatus"
 
@@ -41,6 +43,7 @@ class Decision:
     events: tuple[Planned, ...] = ()
     public: dict[str, Any] | None = None
     state: State | None = None  # the state after the change, before event ids are known
+    message: str | None = None  # why an instance is invalid
 
 
 @dataclass(slots=True, frozen=True)
@@ -51,6 +54,7 @@ class Policy:
     state_fields: dict[str, frozenset[str]]
     enabled: frozenset[str]
     operating_status_event: bool  # v5: operatingStatus gets its own event for services
+    problem: InstanceProblem | None = None  # what the event schema forbids in an instance
 
     @classmethod
     def build(
@@ -59,12 +63,14 @@ class Policy:
         state_fields: dict[str, list[str]],
         entity_types: list[str],
         tmf_version: str,
+        problem: InstanceProblem | None = None,
     ) -> Policy:
         return cls(
             private=compile_private(private_fields),
             state_fields={t: frozenset(f) for t, f in state_fields.items()},
             enabled=frozenset(entity_types),
             operating_status_event=tmf_version == "v5",
+            problem=problem,
         )
 
 
@@ -109,6 +115,11 @@ def decide(state: State | None, change: Change, offset: int, policy: Policy) -> 
     hashed = digest(rendered)
     if state is not None and not state.deleted and hashed == state.hash:
         return Decision("unchanged", entity_type)
+    # Checked after the hash: an unchanged instance already passed.
+    if policy.problem is not None:
+        message = policy.problem(entity_type, public)
+        if message is not None:
+            return Decision("invalid", entity_type, message=message)
     names, digests = fingerprints(public)
     if state is None or state.deleted:
         planned: tuple[Planned, ...] = (Planned("Create"),)

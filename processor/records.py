@@ -6,6 +6,7 @@ Every way a record can be bad maps to a stable reason code; nothing here raises 
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -108,7 +109,7 @@ class Decoder:
             key = record.key.decode("utf-8")
         except UnicodeDecodeError as exc:
             return Rejection("invalid_utf8", f"key is not valid UTF-8: {exc.reason}")
-        traceparent = _header(record.headers, "traceparent")
+        traceparent = _traceparent(record.headers)
         if value is None:
             if record.timestamp_ms is None or record.timestamp_ms < 0:
                 return Rejection("missing_timestamp", "tombstone without a record timestamp")
@@ -228,10 +229,14 @@ def _envelope_ok(parsed: dict[str, Any]) -> bool:
     return True
 
 
-def _header(headers: list[Header], name: str) -> bytes | None:
+_TRACEPARENT = re.compile(rb"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}\Z")
+
+
+def _traceparent(headers: list[Header]) -> bytes | None:
+    """The W3C traceparent to copy onto events; a malformed one is not propagated."""
     for k, v in headers:
-        if k == name:
-            return v
+        if k == "traceparent":
+            return v if v is not None and _TRACEPARENT.match(v) else None
     return None
 
 

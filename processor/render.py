@@ -146,7 +146,7 @@ class Renderer:
             out["@type"] = after.at_type or default_type
             return out
         if kind == "Create" or not self.delta:
-            if self.v5 and "@type" not in public:
+            if self.v5 and not isinstance(public.get("@type"), str):
                 return {**public, "@type": default_type}
             return public
         out = {"id": key}

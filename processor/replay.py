@@ -62,9 +62,15 @@ def _default_key(obj: dict[str, Any]) -> bytes | None:
     return None
 
 
+_INT64_MAX = (1 << 63) - 1
+_INT32_MAX = (1 << 31) - 1
+
+
 def _int(value: Any, name: str, number: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ReplayInputError(f"line {number + 1}: {name} must be an integer")
+    # Kafka's ranges: partitions are int32, offsets and timestamps int64, none negative.
+    limit = _INT32_MAX if name == "partition" else _INT64_MAX
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        raise ReplayInputError(f"line {number + 1}: {name} must be an integer from 0 to {limit}")
     return value
 
 

@@ -142,6 +142,8 @@ class _Reader:
     def boolean(self) -> bool:
         b = self.data[self.pos]
         self.pos += 1
+        if b > 1:
+            raise ValueError("bad boolean in state record")
         return b == 1
 
 

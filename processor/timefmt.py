@@ -8,7 +8,8 @@ from functools import lru_cache
 
 # RFC 3339 requires the full date, the time and an offset; fromisoformat alone accepts more.
 _RFC3339 = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})\Z"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})\Z"
 )
 # The range RFC 3339 (four-digit years) can express, in epoch milliseconds.
 MIN_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
