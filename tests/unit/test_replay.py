@@ -17,6 +17,9 @@ TOPIC = "inventory.changes"
 T0 = "2026-01-01T10:00:00.000Z"
 
 
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
 def _line(**members) -> bytes:
     return orjson.dumps(members)
 
@@ -120,7 +123,7 @@ def test_bad_record_members_raise_replay_input_error(members):
 def test_replay_output_shape(make_harness):
     settings = make_harness().settings
     lines = _lines(
-        {**_create(), "headers": {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}},
+        {**_create(), "headers": {"traceparent": TRACEPARENT}},
         b"this is not json",
         {"key": "svc-1", "value": None, "timestamp": 1_767_261_601_000},
     )
@@ -132,7 +135,7 @@ def test_replay_output_shape(make_harness):
     ]
     create, letter, delete = out
     assert create["partition"] is None and create["key"] == "svc-1"
-    assert create["headers"]["ce_traceparent"] == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert create["headers"]["ce_traceparent"] == TRACEPARENT
     assert create["value"]["eventType"] == "ServiceCreateEvent"
     assert assert_valid_event(create) == create["value"]
     assert letter == {
@@ -224,7 +227,7 @@ def test_run_replay_writes_json_lines_and_counts(make_harness):
 # the CLI
 
 HISTORY = [
-    _create(headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}),
+    _create(headers={"traceparent": TRACEPARENT}),
     _create(instance={"id": "svc-1", "name": "Fibre", "state": "active"}, observedAt=None),
     b"not a record",
     {"key": "svc-1", "value": None},
