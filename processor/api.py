@@ -19,7 +19,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from processor.config import Settings
 from processor.http import Response, json_response, problem
-from processor.metrics import Metrics
+from processor.metrics import ApiMetrics
 from processor.state import StoredEvent, decode_state
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,9 @@ MAX_LIMIT = 100
 class ChangelogView:
     """Every key's latest state, followed from the changelog topic."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: ApiMetrics | None = None) -> None:
         self.settings = settings
-        self.metrics = metrics if metrics is not None else Metrics()
+        self.metrics = metrics if metrics is not None else ApiMetrics()
         self.values: dict[str, bytes] = {}
         self.lock = threading.Lock()
         self.caught_up: set[int] = set()
@@ -111,10 +111,13 @@ class ChangelogView:
                                 self.values.pop(k, None)
                             else:
                                 self.values[k] = v
+                self.metrics.ready.set(1 if self.ready()[0] else 0)
+                self.metrics.instances.set(len(self.values))
         except Exception as exc:  # keep serving what we have; /readyz says why
             log.exception("changelog follower stopped")
             self.error = f"changelog follower stopped: {exc}"
         finally:
+            self.metrics.ready.set(0)
             consumer.close()
 
 

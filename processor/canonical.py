@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from functools import lru_cache
 from hashlib import blake2b
 from typing import Any
 
@@ -73,24 +74,52 @@ def digest(rendered: bytes) -> bytes:
 
 
 def fingerprints(public: dict[str, Any]) -> tuple[str, bytes]:
-    """Per top-level member a 64-bit fingerprint, to tell which attributes changed.
+    """Per top-level member a CRC-32 of its canonical JSON, to tell which attributes changed.
 
     Returns the NUL-joined names and the packed big-endian fingerprints, compact enough to
-    keep per key in memory. CRC-32 plus length is cheap, and the whole-instance BLAKE2b
-    guards it: when the digest says "changed" but no fingerprint differs, decide treats
-    every attribute as changed.
+    keep per key in memory. The whole-instance BLAKE2b guards the CRCs: when the digest
+    says "changed" but no fingerprint differs, decide treats every attribute as changed.
     """
-    values = [
-        (len(piece) << 32) | zlib.crc32(piece)
-        for piece in [orjson.dumps(v, option=_SORT) for v in public.values()]
-    ]
-    return "\0".join(public), struct.pack(f">{len(values)}Q", *values)
+    crc = zlib.crc32
+    dumps = orjson.dumps
+    values = [crc(dumps(v, option=_SORT)) for v in public.values()]
+    return "\0".join(public), _packer(len(values)).pack(*values)
 
 
-def unpack_fingerprints(names: str, digests: bytes) -> dict[str, int] | None:
-    """The name -> fingerprint map, or None if the pair is inconsistent (NUL in a name)."""
-    count = len(digests) // 8
+@lru_cache(maxsize=256)
+def _packer(count: int) -> struct.Struct:
+    return struct.Struct(f">{count}I")
+
+
+def _unpack(names: str, digests: bytes) -> dict[str, int] | None:
     keys = names.split("\0") if names else []
-    if len(keys) != count:
+    if len(keys) * 4 != len(digests):
+        return None  # a NUL inside a name: the pair cannot be split apart
+    return dict(zip(keys, _packer(len(keys)).unpack(digests), strict=True))
+
+
+def changed_attributes(
+    old_names: str, old_digests: bytes, new_names: str, new_digests: bytes
+) -> tuple[set[str], set[str]] | None:
+    """(changed, removed) top-level names, or None when the fingerprints are unusable."""
+    if old_names == new_names:
+        # Same members in the same order (the common case): XOR finds the differing CRCs
+        # without unpacking them.
+        diff = int.from_bytes(old_digests, "big") ^ int.from_bytes(new_digests, "big")
+        keys = new_names.split("\0") if new_names else []
+        count = len(keys)
+        if count * 4 != len(new_digests):
+            return None
+        changed: set[str] = set()
+        while diff:
+            chunk = (diff.bit_length() - 1) >> 5  # counted from the last member
+            changed.add(keys[count - 1 - chunk])
+            diff &= ~(0xFFFFFFFF << (chunk << 5))
+        return changed, set()
+    old = _unpack(old_names, old_digests)
+    new = _unpack(new_names, new_digests)
+    if old is None or new is None:
         return None
-    return dict(zip(keys, struct.unpack(f">{count}Q", digests), strict=True))
+    removed = set(old.keys() - new.keys())
+    changed = {k for k, v in new.items() if old.get(k) != v} | removed
+    return changed, removed

@@ -8,12 +8,12 @@ from typing import Any, Literal
 
 from processor.canonical import (
     PrivateTree,
+    changed_attributes,
     compile_private,
     digest,
     fingerprints,
     rendering,
     strip_private,
-    unpack_fingerprints,
 )
 from processor.records import Change
 from processor.state import State
@@ -125,8 +125,9 @@ def decide(state: State | None, change: Change, offset: int, policy: Policy) -> 
         planned: tuple[Planned, ...] = (Planned("Create"),)
     else:
         planned = _changes(
-            unpack_fingerprints(state.attr_names, state.attr_digests),
-            unpack_fingerprints(names, digests),
+            changed_attributes(state.attr_names, state.attr_digests, names, digests),
+            state.attr_names,
+            names,
             policy.state_fields[entity_type],
             policy,
             entity_type,
@@ -153,26 +154,20 @@ def decide(state: State | None, change: Change, offset: int, policy: Policy) -> 
 
 
 def _changes(
-    old: dict[str, int] | None,
-    new: dict[str, int] | None,
+    diff: tuple[set[str], set[str]] | None,
+    old_names: str,
+    new_names: str,
     state_fields: frozenset[str],
     policy: Policy,
     entity_type: str,
 ) -> tuple[Planned, ...]:
-    if old is None or new is None:
-        # Names we cannot split apart: assume everything moved rather than miss an event.
-        old = old or {}
-        new = new or {}
-        changed = set(new) | set(old)
-        removed: set[str] = set()
-    else:
-        changed = {k for k, v in new.items() if old.get(k) != v}
-        removed = old.keys() - new.keys()
-        changed |= removed
-        if not changed:
-            # The 128-bit digest differs but no 64-bit fingerprint does: assume everything
-            # moved rather than miss an event.
-            changed = set(new) | set(old)
+    removed: set[str] = set()
+    if diff is not None:
+        changed, removed = diff
+    if diff is None or not changed:
+        # The 128-bit digest differs but no fingerprint does (or they cannot be read):
+        # assume everything moved rather than miss an event.
+        changed = {n for n in (*old_names.split("\0"), *new_names.split("\0")) if n}
     op_status = (
         policy.operating_status_event
         and entity_type == "service"

@@ -56,25 +56,47 @@ def _compile(rule: dict[str, Any]) -> Check:
     return check
 
 
+# (member, exact types accepted at a glance, values accepted at a glance or None, full check)
+_Rule = tuple[str, frozenset[type], frozenset[Any] | None, Check]
+_MISSING = object()
+
+
+def _fast_path(rule: dict[str, Any]) -> tuple[frozenset[type], frozenset[Any] | None]:
+    """What can be accepted by one type look-up and one set look-up (nothing, for arrays)."""
+    if "items" in rule or "minLength" in rule:
+        return frozenset(), None
+    names = rule.get("type", [])
+    names = [names] if isinstance(names, str) else list(names)
+    types = frozenset(t for n in names if n not in ("number", "integer") for t in _JSON_TYPES[n])
+    enum = rule.get("enum")
+    return types, None if enum is None else frozenset(enum)
+
+
 class InstanceCheck:
     """Per entity type, the member rules of the profile's Create event schema."""
 
     def __init__(self, tmf_version: str) -> None:
-        self.rules: dict[str, dict[str, Check]] = {}
+        self.rules: dict[str, tuple[_Rule, ...]] = {}
         for entity_type, name in _ENTITY.items():
             schema = load_json_schema(
                 event_schema_id(entity_type, tmf_version, f"{name}CreateEvent")
             )
             props = schema["$defs"][name]["properties"]
-            self.rules[entity_type] = {member: _compile(rule) for member, rule in props.items()}
+            self.rules[entity_type] = tuple(
+                (member, *_fast_path(rule), _compile(rule)) for member, rule in props.items()
+            )
 
     def problem(self, entity_type: str, public: dict[str, Any]) -> str | None:
-        for member, check in self.rules[entity_type].items():
-            if member in public:
-                value = public[member]
-                result = check(value)
-                if result is not None:
-                    return f"instance.{member} {result} (got {_short(value)})"
+        get = public.get
+        for member, types, allowed, check in self.rules[entity_type]:
+            value = get(member, _MISSING)
+            if value is _MISSING:
+                continue
+            if type(value) in types and (allowed is None or value in allowed):
+                continue
+            result = check(value)
+            if result is not None:
+                return f"instance.{member} {result} (got {_short(value)})"
         return None
 
 

@@ -7,6 +7,7 @@ commit succeeded, so an abort leaves memory exactly as the changelog has it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -37,7 +38,8 @@ from processor.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
-_TXN_TIMEOUT_S = 30.0  # bound for flush/commit calls; the broker-side timeout is separate
+_TXN_TIMEOUT_S = 30.0
+_LAG_INTERVAL_S = 1.0  # bound for flush/commit calls; the broker-side timeout is separate
 
 
 class FatalError(Exception):
@@ -159,6 +161,7 @@ class Processor:
         self.ever_assigned = False
         self.producer_ready = False
         self.heartbeat = time.monotonic()
+        self.next_lag_update = 0.0
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self.restorer: Restorer | None = None
@@ -252,7 +255,24 @@ class Processor:
                 or time.monotonic() - self.batch.started >= interval
             ):
                 self._commit()
+            if time.monotonic() >= self.next_lag_update:
+                self._update_lag()
             self.metrics.ready.set(1 if self.readiness()[0] else 0)
+
+    def _update_lag(self) -> None:
+        """Consumer lag per restored partition, from the client's cached watermarks."""
+        assert self.consumer is not None
+        self.next_lag_update = time.monotonic() + _LAG_INTERVAL_S
+        live = [TopicPartition(self.input, p) for p in self.assigned - self.restoring]
+        if not live:
+            return
+        for tp in self.consumer.position(live):
+            try:
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if tp.offset >= 0 and high >= 0:
+                self.metrics.lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
 
     def _consumer_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -332,9 +352,12 @@ class Processor:
         except _AbortBatchError as exc:
             self._abort(str(exc))
             return
+        touched: set[int] = set()
         for (p, key), state in batch.staged.items():
             if p in self.assigned:
                 self.store.put(p, key, state)
+                touched.add(p)
+        self.metrics.publish_state_keys({p: self.store.keys(p) for p in touched})
         now = time.time()
         self.metrics.commit_duration.observe(time.monotonic() - started)
         self.metrics.transactions.labels("committed").inc()
@@ -481,11 +504,9 @@ class Processor:
             self.assigned.discard(p)
             self.restoring.discard(p)
             self.store.drop(p)
-            try:
-                self.metrics.state_keys.remove(str(p))
-                self.metrics.lag.remove(str(p))
-            except KeyError:
-                pass
+            for gauge in (self.metrics.state_keys, self.metrics.lag):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(str(p))
         self.restorer.cancel(partitions)
 
 

@@ -104,6 +104,10 @@ class Metrics:
         )
         self.build_info.labels(package_version()).set(1)
 
+    def publish_state_keys(self, counts: dict[int, int]) -> None:
+        for partition, n in counts.items():
+            self.state_keys.labels(str(partition)).set(n)
+
     def publish_batch(
         self,
         consumed: Tally[tuple[str, int]],
@@ -121,3 +125,21 @@ class Metrics:
         for reason, n in dead.items():
             self.dead_letters.labels(reason).inc(n)
         self.batch_size.observe(size)
+
+
+class ApiMetrics:
+    """The query API's own series: readiness, size and build (none of the processor's)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.ready = Gauge(
+            "tmf_events_ready", "1 when the changelog has been read to its end", registry=r
+        )
+        self.instances = Gauge(
+            "tmf_events_api_instances", "Instances the query API knows", registry=r
+        )
+        self.build_info = Gauge(
+            "tmf_events_build_info", "Build information", ["version"], registry=r
+        )
+        self.build_info.labels(package_version()).set(1)

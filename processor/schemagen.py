@@ -455,7 +455,7 @@ def state_record_avro_schema() -> Schema:
             {
                 "name": "attrDigests",
                 "type": "bytes",
-                "doc": "per name in attrNames, in that order, an 8-byte big-endian fingerprint "
+                "doc": "per name in attrNames, in that order, the big-endian CRC-32 (4 bytes) "
                 "of the attribute's canonical JSON (tells which attributes changed)",
             },
             {"name": "deleted", "type": "boolean", "doc": "true once the instance is deleted"},

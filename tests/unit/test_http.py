@@ -58,14 +58,20 @@ class Probe:
 
 @pytest.fixture
 def registry() -> CollectorRegistry:
-    registry = CollectorRegistry()
-    Counter("unit_http_requests", "A counter for the exposition", ["kind"], registry=registry)
-    registry._names_to_collectors["unit_http_requests_total"].labels("a").inc(3)  # type: ignore[attr-defined]
-    return registry
+    return CollectorRegistry()
 
 
 @pytest.fixture
-def serve(registry: CollectorRegistry) -> Iterator[Callable[..., HttpServer]]:
+def requests(registry: CollectorRegistry) -> Counter:
+    counter = Counter(
+        "unit_http_requests", "A counter for the exposition", ["kind"], registry=registry
+    )
+    counter.labels("a").inc(3)
+    return counter
+
+
+@pytest.fixture
+def serve(registry: CollectorRegistry, requests: Counter) -> Iterator[Callable[..., HttpServer]]:
     """`serve(health=..., readiness=..., fallback=...)`: a started server, stopped afterwards."""
     servers: list[HttpServer] = []
 
@@ -112,12 +118,12 @@ def test_metrics_are_the_prometheus_exposition_of_the_registry(
 
 
 def test_metrics_follow_the_registry_between_scrapes(
-    serve: Callable[..., HttpServer], registry: CollectorRegistry
+    serve: Callable[..., HttpServer], requests: Counter
 ) -> None:
     server = serve()
     before = get(server.port, "/metrics").body.decode()
     assert 'unit_http_requests_total{kind="b"}' not in before
-    registry._names_to_collectors["unit_http_requests_total"].labels("b").inc()  # type: ignore[attr-defined]
+    requests.labels("b").inc()
     after = get(server.port, "/metrics").body.decode()
     assert 'unit_http_requests_total{kind="b"} 1.0' in after
 
