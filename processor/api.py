@@ -159,7 +159,7 @@ class Api:
         if rest == ["events", "latest"]:
             if not state.events:
                 return problem(404, "Not Found", f"no event stored for {key!r}")
-            return 200, CLOUDEVENTS_JSON, state.events[0].cloudevent.encode()
+            return 200, CLOUDEVENTS_JSON, state.events[0].cloudevent_bytes
         try:
             limit = int(query.get("limit", ["1"])[0])
         except ValueError:
@@ -171,7 +171,7 @@ class Api:
 
 
 def _event_json(event: StoredEvent) -> Any:
-    return orjson.Fragment(event.cloudevent)
+    return orjson.Fragment(event.cloudevent_bytes)
 
 
 def openapi_document() -> bytes:

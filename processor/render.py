@@ -22,18 +22,6 @@ _IDENTITY = frozenset(("id", "href", "@type"))  # never null: dropped rather tha
 _CONTENT_TYPE = ("content-type", b"application/json")
 
 
-def _structured(headers: list[tuple[str, bytes | None]], value: bytes) -> str:
-    """The same event as a structured-mode CloudEvent (JSON), for the domain API."""
-    attrs: dict[str, str] = {}
-    for name, raw in headers:
-        text = "" if raw is None else raw.decode("utf-8", "replace")
-        if name.startswith("ce_"):
-            attrs[name[3:]] = text
-        elif name == "content-type":
-            attrs["datacontenttype"] = text
-    return (orjson.dumps(attrs)[:-1] + b',"data":' + value + b"}").decode()
-
-
 def event_name(entity_type: str, kind: str) -> str:
     return f"{_ENTITY_NAME[entity_type]}{kind}Event"
 
@@ -124,9 +112,7 @@ class Renderer:
                 headers.append(("ce_traceparent", change.traceparent))
             headers.append(_CONTENT_TYPE)
             messages.append(OutMessage(const.topic, None, key_bytes, value, headers))
-            stored.append(
-                StoredEvent(eid, const.name, time, const.topic, _structured(headers, value))
-            )
+            stored.append(StoredEvent(eid, const.name, time, const.topic, parts=(headers, value)))
             previous = eid
         return Rendered(messages, stored)
 

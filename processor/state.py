@@ -11,18 +11,71 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 _SMALL = [bytes([n]) for n in range(128)]
 
 
-@dataclass(slots=True, frozen=True)
 class StoredEvent:
-    """One emitted event as the domain API serves it."""
+    """One emitted event as the domain API serves it.
 
-    id: str
-    type: str
-    time: str
-    topic: str
-    cloudevent: str  # structured-mode CloudEvent JSON
+    Its structured-mode CloudEvent JSON is built on first use from the produced headers and
+    value: only a key's newest state per batch is ever encoded, so most events never need it.
+    """
+
+    __slots__ = ("_cloudevent", "_parts", "id", "time", "topic", "type")
+
+    def __init__(
+        self,
+        id: str,
+        type: str,
+        time: str,
+        topic: str,
+        cloudevent: str | bytes | None = None,
+        parts: tuple[list[tuple[str, bytes | None]], bytes] | None = None,
+    ) -> None:
+        self.id = id
+        self.type = type
+        self.time = time
+        self.topic = topic
+        self._cloudevent = cloudevent.encode() if isinstance(cloudevent, str) else cloudevent
+        self._parts = parts
+
+    @property
+    def cloudevent_bytes(self) -> bytes:
+        if self._cloudevent is None:
+            assert self._parts is not None
+            self._cloudevent = structured_cloudevent(*self._parts)
+            self._parts = None
+        return self._cloudevent
+
+    @property
+    def cloudevent(self) -> str:
+        return self.cloudevent_bytes.decode()
+
+    def _key(self) -> tuple[str, str, str, str, bytes]:
+        return (self.id, self.type, self.time, self.topic, self.cloudevent_bytes)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StoredEvent) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"StoredEvent(id={self.id!r}, type={self.type!r}, time={self.time!r})"
+
+
+def structured_cloudevent(headers: list[tuple[str, bytes | None]], value: bytes) -> bytes:
+    """A binary-mode event (headers + value) as a structured-mode CloudEvent (JSON)."""
+    attrs: dict[str, str] = {}
+    for name, raw in headers:
+        text = "" if raw is None else raw.decode("utf-8", "replace")
+        if name.startswith("ce_"):
+            attrs[name[3:]] = text
+        elif name == "content-type":
+            attrs["datacontenttype"] = text
+    return orjson.dumps(attrs)[:-1] + b',"data":' + value + b"}"
 
 
 @dataclass(slots=True)
@@ -89,7 +142,13 @@ def encode_state(state: State) -> bytes:
     if state.events:
         parts.append(_long(len(state.events)))
         for e in state.events:
-            parts += (_str(e.id), _str(e.type), _str(e.time), _str(e.topic), _str(e.cloudevent))
+            parts += (
+                _str(e.id),
+                _str(e.type),
+                _str(e.time),
+                _str(e.topic),
+                _bytes(e.cloudevent_bytes),
+            )
     parts.append(b"\x00")
     return b"".join(parts)
 
@@ -172,7 +231,7 @@ def decode_state(data: bytes) -> State:
                 count = -count
                 r.long()
             for _ in range(count):
-                events.append(StoredEvent(r.str_(), r.str_(), r.str_(), r.str_(), r.str_()))
+                events.append(StoredEvent(r.str_(), r.str_(), r.str_(), r.str_(), r.bytes_()))
             count = r.long()
         state.events = tuple(events)
         return state
