@@ -48,7 +48,9 @@ def parse_line(line: bytes, number: int, topic: str) -> InputRecord:
         key = _default_key(obj)
     if set(obj) == {"value"} and obj["value"] is None:
         return InputRecord(topic, partition, offset, timestamp, key, None, headers)
-    return InputRecord(topic, partition, offset, timestamp, key, orjson.dumps(obj), headers)
+    # The line itself is the value unless record members had to be taken out of it.
+    value = orjson.dumps(obj) if meta else line
+    return InputRecord(topic, partition, offset, timestamp, key, value, headers)
 
 
 def _default_key(obj: dict[str, Any]) -> bytes | None:
