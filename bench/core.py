@@ -21,13 +21,11 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from processor.config import Settings  # noqa: E402
-from processor.core import Core  # noqa: E402
-from processor.records import InputRecord  # noqa: E402
-from processor.state import StateStore, encode_state  # noqa: E402
-from processor.synthetic import Generator, Mix  # noqa: E402
+from processor.config import Settings
+from processor.core import Core
+from processor.records import InputRecord
+from processor.state import StateStore, encode_state
+from processor.synthetic import Generator, Mix
 
 
 def make_records(count: int, keys: int, seed: int) -> list[InputRecord]:
@@ -82,11 +80,20 @@ def main() -> int:
         seconds, outcomes, _ = run(records, settings)
         rate = len(records) / seconds
         figures.append(
-            {"profile": version, "payload": payload, "seconds": seconds, "records_per_s": rate,
-             "outcomes": dict(outcomes)}
+            {
+                "profile": version,
+                "payload": payload,
+                "seconds": seconds,
+                "records_per_s": rate,
+                "outcomes": dict(outcomes),
+            }
         )
         table.add_row(
-            version, payload, f"{seconds:.2f}", f"{rate:,.0f}", f"{outcomes['emit']:,}",
+            version,
+            payload,
+            f"{seconds:.2f}",
+            f"{rate:,.0f}",
+            f"{outcomes['emit']:,}",
             f"{outcomes['unchanged']:,}",
         )
     console.print(table)

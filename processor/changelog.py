@@ -14,6 +14,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from processor.config import Settings
+from processor.logs import KAFKA_LOGGER
 from processor.metrics import Metrics
 from processor.state import StateStore
 
@@ -36,6 +37,7 @@ def restore_consumer_config(settings: Settings) -> dict[str, Any]:
         "fetch.max.bytes": 64 * 1024 * 1024,
         "max.partition.fetch.bytes": 16 * 1024 * 1024,
         "client.id": f"{settings.app_id}-{settings.instance_id}-restore",
+        "logger": KAFKA_LOGGER,
     }
     conf.update(
         {

@@ -18,6 +18,11 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     return load_settings(args.config, **overrides)
 
 
+def _kafka_error(exc: Exception) -> str:
+    err = exc.args[0] if exc.args else exc
+    return str(err.str()) if hasattr(err, "str") else str(err)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from processor.replay import ReplayInputError, run_replay
 
@@ -44,6 +49,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import signal
 
+    from confluent_kafka import KafkaException
+
     from processor.http import HttpServer
     from processor.logs import setup_logging
     from processor.loop import FatalError, Processor
@@ -68,6 +75,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     except TopicError as exc:
         print(f"tmf-events run: {exc}", file=sys.stderr)
         return 2
+    except KafkaException as exc:
+        print(
+            f"tmf-events run: Kafka at {settings.bootstrap_servers}: {_kafka_error(exc)}",
+            file=sys.stderr,
+        )
+        return 1
     except FatalError as exc:
         print(f"tmf-events run: fatal: {exc}", file=sys.stderr)
         return 3
@@ -77,9 +90,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
+    from confluent_kafka import KafkaException
+
+    from processor.logs import setup_logging
     from processor.topics import TopicError, ensure_topics
 
     settings = _settings(args)
+    setup_logging(settings.log_format, settings.log_level)
     try:
         counts = ensure_topics(
             settings, partitions=args.partitions, replication_factor=args.replication_factor
@@ -87,6 +104,12 @@ def cmd_topics(args: argparse.Namespace) -> int:
     except TopicError as exc:
         print(f"tmf-events topics: {exc}", file=sys.stderr)
         return 2
+    except KafkaException as exc:
+        print(
+            f"tmf-events topics: Kafka at {settings.bootstrap_servers}: {_kafka_error(exc)}",
+            file=sys.stderr,
+        )
+        return 1
     for name, n in sorted(counts.items()):
         print(f"{name}\t{n} partitions")
     return 0

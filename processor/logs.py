@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 import orjson
 
@@ -21,11 +22,36 @@ class _JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
+class _Throttle(logging.Filter):
+    """Lets one copy of a repeated message through per interval (librdkafka retries a dead
+    broker every few milliseconds and logs each attempt)."""
+
+    def __init__(self, interval_s: float = 30.0) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self.last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # Connection errors differ only in timings; key on the text without digits.
+        key = "".join(c for c in record.getMessage() if not c.isdigit())[:200]
+        now = time.monotonic()
+        if now - self.last.get(key, -self.interval_s) < self.interval_s:
+            return False
+        if len(self.last) > 1000:
+            self.last.clear()
+        self.last[key] = now
+        return True
+
+
+KAFKA_LOGGER = logging.getLogger("librdkafka")
+KAFKA_LOGGER.addFilter(_Throttle())
+
+
 def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         formatter: logging.Formatter = _JsonFormatter()
-        formatter.converter = __import__("time").gmtime
+        formatter.converter = time.gmtime
     else:
         formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler.setFormatter(formatter)

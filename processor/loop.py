@@ -30,6 +30,7 @@ from confluent_kafka import (
 from processor.changelog import Restorer
 from processor.config import Settings
 from processor.core import Core
+from processor.logs import KAFKA_LOGGER
 from processor.messages import OutMessage
 from processor.metrics import Metrics
 from processor.records import InputRecord
@@ -71,6 +72,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
         "client.id": f"{settings.app_id}-{settings.instance_id}",
+        "logger": KAFKA_LOGGER,
     }
     if settings.static_membership:
         conf["group.instance.id"] = settings.instance_id
@@ -86,6 +88,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "partitioner": "murmur2_random",  # Java's default: Java consumers co-partition
         "linger.ms": 5,
         "client.id": f"{settings.app_id}-{settings.instance_id}",
+        "logger": KAFKA_LOGGER,
     }
     conf.update(_only(settings.kafka, _CONSUMER_ONLY))
     return conf
@@ -198,7 +201,7 @@ class Processor:
             s.app_id,
             s.instance_id,
         )
-        self._call(lambda p: p.init_transactions(_TXN_TIMEOUT_S))
+        self._init_transactions()
         self.producer_ready = True
         self.restorer = Restorer(s, self.store, self.metrics)
         self.consumer = Consumer(consumer_config(s))
@@ -215,6 +218,24 @@ class Processor:
             self._close()
         log.info("stopped cleanly")
         return 0
+
+    def _init_transactions(self) -> None:
+        """Fence any predecessor with our transactional.id and abort its open transaction.
+
+        Retried while the broker is unreachable (a replica may start before Kafka does);
+        a fatal error ends the run.
+        """
+        delay = 1.0
+        while True:
+            try:
+                self._call(lambda p: p.init_transactions(_TXN_TIMEOUT_S))
+                return
+            except _AbortBatchError as exc:
+                if self.stop_event.is_set():
+                    raise FatalError(f"stopped before the producer was ready: {exc}") from exc
+                log.warning("init_transactions: %s; retrying in %.0f s", exc, delay)
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, 30.0)
 
     def _close(self) -> None:
         if self.consumer is not None:

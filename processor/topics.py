@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from processor.config import Settings
+from processor.logs import KAFKA_LOGGER
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,10 @@ class TopicPlan:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    conf: dict[str, str | int | float | bool] = {"bootstrap.servers": settings.bootstrap_servers}
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "logger": KAFKA_LOGGER,
+    }
     conf.update(_client_settings(settings.kafka))
     return AdminClient(conf)
 
