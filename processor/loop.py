@@ -157,7 +157,7 @@ class Processor:
         self.stop_event = stop if stop is not None else threading.Event()
         self.create_topics = create_topics
         self.core = Core(settings)
-        self.store = StateStore()
+        self.store = StateStore(keep_events=settings.history > 1)
         self.batch = _Batch()
         self.assigned: set[int] = set()
         self.restoring: set[int] = set()
@@ -363,8 +363,9 @@ class Processor:
         try:
             self._flush()
             changelog = self.settings.changelog_topic
-            for (p, key), state in batch.staged.items():
-                self._produce(OutMessage(changelog, p, key.encode(), encode_state(state), []))
+            encoded = {pk: encode_state(state) for pk, state in batch.staged.items()}
+            for (p, key), data in encoded.items():
+                self._produce(OutMessage(changelog, p, key.encode(), data, []))
             self._flush()
             offsets = [TopicPartition(self.input, p, o) for p, o in batch.offsets.items()]
             meta = self.consumer.consumer_group_metadata()
@@ -374,9 +375,9 @@ class Processor:
             self._abort(str(exc))
             return
         touched: set[int] = set()
-        for (p, key), state in batch.staged.items():
+        for (p, key), data in encoded.items():
             if p in self.assigned:
-                self.store.put(p, key, state)
+                self.store.put_raw(p, key, data)  # encoded: a few hundred bytes a key
                 touched.add(p)
         self.metrics.publish_state_keys({p: self.store.keys(p) for p in touched})
         now = time.time()

@@ -436,6 +436,14 @@ def state_record_avro_schema() -> Schema:
         "namespace": AVRO_NAMESPACE,
         "doc": "State of one instance (changelog value; the key is the instance id).",
         "fields": [
+            {
+                "name": "events",
+                "type": {"type": "array", "items": stored_event},
+                "default": [],
+                "doc": "the last events of this key, newest first; first in the record and "
+                "written as one block with its byte size, so a reader that needs no events "
+                "skips them in one step",
+            },
             {"name": "entityType", "type": "string", "doc": "service or resource"},
             {
                 "name": "version",
@@ -474,12 +482,6 @@ def state_record_avro_schema() -> Schema:
             _optional_string("lastEventId", "eventId of the last event (the chain's head)"),
             _optional_string("lastEventType", "eventType of the last event"),
             _optional_string("lastEventTime", "eventTime of the last event"),
-            {
-                "name": "events",
-                "type": {"type": "array", "items": stored_event},
-                "default": [],
-                "doc": "the last events of this key, newest first",
-            },
         ],
     }
 

@@ -124,7 +124,22 @@ def _opt(s: str | None) -> bytes:
 
 
 def encode_state(state: State) -> bytes:
-    parts = [
+    parts: list[bytes] = []
+    if state.events:
+        block: list[bytes] = []
+        for e in state.events:
+            block += (
+                _str(e.id),
+                _str(e.type),
+                _str(e.time),
+                _str(e.topic),
+                _bytes(e.cloudevent_bytes),
+            )
+        items = b"".join(block)
+        # A negative count announces the block's byte size (Avro spec): skippable in one step.
+        parts += (_long(-len(state.events)), _long(len(items)), items)
+    parts += (
+        b"\x00",
         _str(state.entity_type),
         _long(state.version),
         _bytes(state.hash),
@@ -138,18 +153,7 @@ def encode_state(state: State) -> bytes:
         _opt(state.last_event_id),
         _opt(state.last_event_type),
         _opt(state.last_event_time),
-    ]
-    if state.events:
-        parts.append(_long(len(state.events)))
-        for e in state.events:
-            parts += (
-                _str(e.id),
-                _str(e.type),
-                _str(e.time),
-                _str(e.topic),
-                _bytes(e.cloudevent_bytes),
-            )
-    parts.append(b"\x00")
+    )
     return b"".join(parts)
 
 
@@ -209,7 +213,16 @@ class _Reader:
 def decode_state(data: bytes) -> State:
     try:
         r = _Reader(data)
-        state = State(
+        events: list[StoredEvent] = []
+        count = r.long()
+        while count != 0:
+            if count < 0:
+                count = -count
+                r.long()  # the block's byte size
+            for _ in range(count):
+                events.append(StoredEvent(r.str_(), r.str_(), r.str_(), r.str_(), r.bytes_()))
+            count = r.long()
+        return State(
             entity_type=r.str_(),
             version=r.long(),
             hash=r.bytes_(),
@@ -223,20 +236,31 @@ def decode_state(data: bytes) -> State:
             last_event_id=r.opt(),
             last_event_type=r.opt(),
             last_event_time=r.opt(),
+            events=tuple(events),
         )
-        events: list[StoredEvent] = []
-        count = r.long()
-        while count != 0:
-            if count < 0:  # a block with its byte size (writers other than ours)
-                count = -count
-                r.long()
-            for _ in range(count):
-                events.append(StoredEvent(r.str_(), r.str_(), r.str_(), r.str_(), r.bytes_()))
-            count = r.long()
-        state.events = tuple(events)
-        return state
     except (IndexError, UnicodeDecodeError) as exc:
         raise ValueError(f"corrupt state record: {exc}") from exc
+
+
+def without_events(data: bytes) -> bytes:
+    """The same record with an empty event list: what the processor keeps in memory when it
+    keeps no history (events are only ever written, never read back, at history 1)."""
+    r = _Reader(data)
+    try:
+        count = r.long()
+        if count == 0:
+            return data
+        if count < 0:
+            size = r.long()
+            r.pos += size
+            if r.long() == 0 and r.pos <= len(data):
+                return b"\x00" + data[r.pos :]
+    except IndexError as exc:
+        raise ValueError(f"corrupt state record: {exc}") from exc
+    # Blocks without byte sizes (other writers): decode and write again.
+    state = decode_state(data)
+    state.events = ()
+    return encode_state(state)
 
 
 def to_avro_dict(state: State) -> dict[str, Any]:
@@ -274,11 +298,14 @@ def to_avro_dict(state: State) -> dict[str, Any]:
 class StateStore:
     """In-memory state per input partition; the changelog topic is its durable copy.
 
-    Restored entries stay Avro-encoded until first read.
+    Entries are kept as their Avro encoding (a few hundred bytes; decoded on each read)
+    unless a `State` object was put directly. With `keep_events=False` the stored events are
+    dropped on the way in, which is all the processor needs at `history` 1.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, keep_events: bool = True) -> None:
         self.partitions: dict[int, dict[str, State | bytes]] = {}
+        self.keep_events = keep_events
 
     def get(self, partition: int, key: str) -> State | None:
         part = self.partitions.get(partition)
@@ -287,16 +314,14 @@ class StateStore:
         value = part.get(key)
         if value is None or isinstance(value, State):
             return value
-        state = decode_state(value)
-        part[key] = state
-        return state
+        return decode_state(value)
 
     def put_raw(self, partition: int, key: str, data: bytes | None) -> None:
         part = self.partitions.setdefault(partition, {})
         if data is None:
             part.pop(key, None)
         else:
-            part[key] = data
+            part[key] = data if self.keep_events else without_events(data)
 
     def put(self, partition: int, key: str, state: State) -> None:
         self.partitions.setdefault(partition, {})[key] = state

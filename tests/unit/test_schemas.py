@@ -483,6 +483,7 @@ def test_state_record_avro_round_trip() -> None:
     assert load_avro_schema("state-record") is schema
     assert schema["name"] == "tmf_events.StateRecord"
     assert [f["name"] for f in schema["fields"]] == [
+        "events",
         "entityType",
         "version",
         "hash",
@@ -496,7 +497,22 @@ def test_state_record_avro_round_trip() -> None:
         "lastEventId",
         "lastEventType",
         "lastEventTime",
+    ] for f in schema["fields"]] == [
         "events",
+        "events",
+        "entityType",
+        "version",
+        "hash",
+        "attrNames",
+        "attrDigests",
+        "deleted",
+        "observedAt",
+        "offset",
+        "href",
+        "atType",
+        "lastEventId",
+        "lastEventType",
+        "lastEventTime",
     ]
     assert all(f.get("doc") for f in schema["fields"])
     event = v4_event("ServiceCreateEvent", "service", SERVICE_V4)
