@@ -497,22 +497,6 @@ def test_state_record_avro_round_trip() -> None:
         "lastEventId",
         "lastEventType",
         "lastEventTime",
-    ] for f in schema["fields"]] == [
-        "events",
-        "events",
-        "entityType",
-        "version",
-        "hash",
-        "attrNames",
-        "attrDigests",
-        "deleted",
-        "observedAt",
-        "offset",
-        "href",
-        "atType",
-        "lastEventId",
-        "lastEventType",
-        "lastEventTime",
     ]
     assert all(f.get("doc") for f in schema["fields"])
     event = v4_event("ServiceCreateEvent", "service", SERVICE_V4)
