@@ -15,7 +15,7 @@ from processor.instance_check import InstanceCheck
 from processor.messages import OutMessage
 from processor.records import Decoder, InputRecord, Rejection
 from processor.render import Renderer
-from processor.state import State
+from processor.state import State, StoredEvent
 
 Lookup = Callable[[int, str], State | None]
 
@@ -51,6 +51,8 @@ class Core:
         self.renderer = Renderer(settings)
         self.dlq_topic = settings.dlq_topic
         self.history = settings.history
+        # librdkafka refuses larger messages; its default unless the settings raise it.
+        self.max_message_bytes = int(settings.kafka.get("message.max.bytes", 1_000_000))
 
     def process(self, record: InputRecord, lookup: Lookup) -> Result:
         change = self.decoder.decode(record)
@@ -85,8 +87,22 @@ class Core:
             record.partition,
             record.offset,
         )
+        for message in rendered.messages:
+            size = _message_size(message)
+            if size > self.max_message_bytes:
+                return self._reject(
+                    record,
+                    Rejection(
+                        "too_large",
+                        f"its event would be {size} bytes, over the producer's "
+                        f"message.max.bytes ({self.max_message_bytes})",
+                    ),
+                )
         last = rendered.stored[-1]
-        events = (*reversed(rendered.stored), *after.events)[: self.history]
+        events = _fit(
+            (*reversed(rendered.stored), *after.events)[: self.history],
+            self.max_message_bytes - _STATE_OVERHEAD,
+        )
         # `after` is a fresh object from decide, not shared with the store: fill it in place.
         after.last_event_id = last.id
         after.last_event_type = last.type
@@ -105,6 +121,28 @@ class Core:
     def _reject(self, record: InputRecord, rejection: Rejection) -> Result:
         return Result(
             "dead_letter",
-            [dead_letter(record, rejection, self.dlq_topic)],
+            [dead_letter(record, rejection, self.dlq_topic, self.max_message_bytes)],
             reason=rejection.reason,
         )
+
+
+_STATE_OVERHEAD = 4096  # the state record's own fields, key and framing, generously
+
+
+def _message_size(message: OutMessage) -> int:
+    size = len(message.value or b"") + len(message.key or b"")
+    for name, value in message.headers:
+        size += len(name) + len(value or b"")
+    return size
+
+
+def _fit(events: tuple[StoredEvent, ...], budget: int) -> tuple[StoredEvent, ...]:
+    """The newest events whose stored size fits the changelog record (history can hold
+    several large events; the record must stay one Kafka message)."""
+    kept: list[StoredEvent] = []
+    for event in events:
+        budget -= event.size_hint()
+        if budget < 0:
+            break
+        kept.append(event)
+    return tuple(kept)

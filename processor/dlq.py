@@ -12,7 +12,12 @@ SOURCE_PARTITION = "tmf-events-source-partition"
 SOURCE_OFFSET = "tmf-events-source-offset"
 
 
-def dead_letter(record: InputRecord, rejection: Rejection, dlq_topic: str) -> OutMessage:
+TRUNCATED = "tmf-events-truncated"
+
+
+def dead_letter(
+    record: InputRecord, rejection: Rejection, dlq_topic: str, max_bytes: int = 1_000_000
+) -> OutMessage:
     headers = list(record.headers)
     headers += [
         (ERROR, rejection.reason.encode()),
@@ -21,5 +26,12 @@ def dead_letter(record: InputRecord, rejection: Rejection, dlq_topic: str) -> Ou
         (SOURCE_PARTITION, str(record.partition).encode()),
         (SOURCE_OFFSET, str(record.offset).encode()),
     ]
+    value = record.value
+    framing = len(record.key or b"") + sum(len(k) + len(v or b"") for k, v in headers) + 256
+    if value is not None and len(value) + framing > max_bytes:
+        # Larger than one Kafka message may be: keep the head, say how long the original
+        # was (it is still on the input topic at the source offset).
+        headers.append((TRUNCATED, str(len(value)).encode()))
+        value = value[: max(0, max_bytes - framing - 64)]
     # Same partition number as the input: the DLQ topic is created with as many partitions.
-    return OutMessage(dlq_topic, record.partition, record.key, record.value, headers)
+    return OutMessage(dlq_topic, record.partition, record.key, value, headers)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -165,6 +165,7 @@ class Processor:
         self.producer_ready = False
         self.heartbeat = time.monotonic()
         self.next_lag_update = 0.0
+        self.failed = False  # fenced or fatal: never commit again
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self.restorer: Restorer | None = None
@@ -245,7 +246,7 @@ class Processor:
                 log.warning("consumer close: %s", exc)
         if self.restorer is not None:
             self.restorer.close()
-        if self.producer is not None:
+        if self.producer is not None and not self.failed:
             self.producer.flush(5)
         # Drop the clients now: their destructors close connections while the broker is up.
         self.consumer = self.producer = self.restorer = None
@@ -296,8 +297,10 @@ class Processor:
                 self.metrics.lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
 
     def _consumer_error(self, err: KafkaError) -> None:
-        if err.fatal():
-            raise FatalError(f"consumer: {err.str()}")
+        # Message errors never carry the fatal flag; a static member fenced by its twin
+        # arrives as code _FATAL.
+        if err.fatal() or err.code() == KafkaError._FATAL:
+            self._fail(FatalError(f"consumer: {err.str()}"))
         log.warning("consumer error: %s", err.str())
 
     # -- processing ------------------------------------------------------------------------
@@ -350,6 +353,8 @@ class Processor:
                 return
             except BufferError:
                 self.producer.poll(0.05)  # local queue full: let deliveries drain
+            except KafkaException as exc:
+                self._raise_for(exc.args[0])
 
     # -- transactions ------------------------------------------------------------------------
     def _commit(self) -> None:
@@ -398,7 +403,10 @@ class Processor:
 
     def _flush(self) -> None:
         assert self.producer is not None
-        remaining = self.producer.flush(_TXN_TIMEOUT_S)
+        try:
+            remaining = self.producer.flush(_TXN_TIMEOUT_S)
+        except KafkaException as exc:  # after a fencing, flush raises from a delivery callback
+            self._raise_for(exc.args[0])
         if remaining:
             raise _AbortBatchError(f"{remaining} messages not delivered within {_TXN_TIMEOUT_S} s")
 
@@ -423,15 +431,18 @@ class Processor:
         except KafkaException as exc:
             self._raise_for(exc.args[0])
 
-    @staticmethod
-    def _raise_for(err: KafkaError) -> None:
-        if err.fatal():
-            raise FatalError(f"producer fatal error (fenced?): {err.str()}")
+    def _fail(self, exc: FatalError) -> NoReturn:
+        self.failed = True
+        raise exc
+
+    def _raise_for(self, err: KafkaError) -> NoReturn:
+        if err.fatal() or err.code() in (KafkaError._FATAL, KafkaError._FENCED):
+            self._fail(FatalError(f"producer fatal error (fenced?): {err.str()}"))
         if err.txn_requires_abort():
             raise _AbortBatchError(err.str())
         if err.retriable():
             raise _AbortBatchError(f"retriable: {err.str()}")
-        raise FatalError(f"producer error: {err.str()}")
+        self._fail(FatalError(f"producer error: {err.str()}"))
 
     def _abort(self, reason: str) -> None:
         """Abort, drop the staged state and rewind the input to the committed offsets."""
@@ -444,7 +455,7 @@ class Processor:
         except KafkaException as exc:
             err = exc.args[0]
             if err.fatal():
-                raise FatalError(f"abort failed: {err.str()}") from exc
+                self._fail(FatalError(f"abort failed: {err.str()}"))
             log.warning("abort: %s", err.str())
         self.metrics.transactions.labels("aborted").inc()
         self._rewind([p for p in batch.offsets if p in self.assigned])
@@ -502,12 +513,11 @@ class Processor:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("revoke").inc()
         gone = [tp.partition for tp in partitions]
-        log.info("partitions %s revoked; committing the open batch", gone)
         # Commit what was done (time-bounded by the flush/commit timeouts); else abort.
-        try:
+        # A fenced or failed producer commits nothing: its successor redoes the batch.
+        if not self.failed:
+            log.info("partitions %s revoked; committing the open batch", gone)
             self._commit()
-        except FatalError:
-            raise
         self._drop(gone)
         consumer.incremental_unassign(partitions)
 

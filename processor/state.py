@@ -49,6 +49,14 @@ class StoredEvent:
             self._parts = None
         return self._cloudevent
 
+    def size_hint(self) -> int:
+        """Bytes this event takes in a state record (an upper bound before it is built)."""
+        if self._cloudevent is not None:
+            return len(self._cloudevent) + 200
+        assert self._parts is not None
+        headers, value = self._parts
+        return len(value) + sum(len(k) + len(v or b"") + 6 for k, v in headers) + 200
+
     @property
     def cloudevent(self) -> str:
         return self.cloudevent_bytes.decode()
