@@ -117,6 +117,12 @@ class Settings(BaseSettings):
             self.source = f"urn:tmf-events:{self.app_id}"
         if self.reporting_system.id is None:
             self.reporting_system.id = self.app_id
+        txn_timeout = int(self.kafka.get("transaction.timeout.ms", 10000))
+        if self.commit_interval_ms >= txn_timeout:
+            raise ValueError(
+                f"commit_interval_ms ({self.commit_interval_ms}) must be well below the "
+                f"transaction timeout ({txn_timeout} ms): a batch is one transaction"
+            )
         defaults = DEFAULT_STATE_FIELDS[self.tmf_version]
         self.state_fields = {t: list(self.state_fields.get(t, defaults[t])) for t in ENTITY_TYPES}
         return self
