@@ -266,12 +266,16 @@ class Processor:
             else:
                 timeout = 0.01 if self.restoring else 0.2
             msgs = self.consumer.consume(s.max_batch - self.batch.records, timeout)
-            for msg in msgs:
-                err = msg.error()
-                if err is not None:
-                    self._consumer_error(err)
-                    continue
-                self._process(msg)
+            try:
+                for msg in msgs:
+                    err = msg.error()
+                    if err is not None:
+                        self._consumer_error(err)
+                        continue
+                    self._process(msg)
+            except _AbortBatchError as exc:
+                self._abort(str(exc))
+                continue
             if self.batch.records and (
                 self.batch.records >= s.max_batch
                 or time.monotonic() - self.batch.started >= interval
@@ -448,7 +452,6 @@ class Processor:
         """Abort, drop the staged state and rewind the input to the committed offsets."""
         assert self.producer is not None and self.consumer is not None
         log.warning("aborting transaction: %s", reason)
-        batch = self.batch
         self.batch = _Batch()
         try:
             self.producer.abort_transaction(_TXN_TIMEOUT_S)
@@ -458,7 +461,8 @@ class Processor:
                 self._fail(FatalError(f"abort failed: {err.str()}"))
             log.warning("abort: %s", err.str())
         self.metrics.transactions.labels("aborted").inc()
-        self._rewind([p for p in batch.offsets if p in self.assigned])
+        # Every live partition: records fetched after the failing one were never processed.
+        self._rewind(sorted(self.assigned - self.restoring))
 
     def _rewind(self, partitions: list[int]) -> None:
         assert self.consumer is not None
