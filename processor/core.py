@@ -87,7 +87,12 @@ class Core:
             record.partition,
             record.offset,
         )
+        # Headers copy at most the input (correlationId, traceparent) plus fixed attributes:
+        # a cheap upper bound first, exact sizes only near the limit.
+        input_size = len(record.value or b"") + len(record.key or b"")
         for message in rendered.messages:
+            if len(message.value or b"") + input_size + _HEADROOM < self.max_message_bytes:
+                continue
             size = _message_size(message)
             if size > self.max_message_bytes:
                 return self._reject(
@@ -99,10 +104,13 @@ class Core:
                     ),
                 )
         last = rendered.stored[-1]
-        events = _fit(
-            (*reversed(rendered.stored), *after.events)[: self.history],
-            self.max_message_bytes - _STATE_OVERHEAD,
-        )
+        if self.history == 1 and len(last.value_bytes()) + _HEADROOM < self.max_message_bytes:
+            events: tuple[StoredEvent, ...] = (last,)
+        else:
+            events = _fit(
+                (*reversed(rendered.stored), *after.events)[: self.history],
+                self.max_message_bytes - _STATE_OVERHEAD,
+            )
         # `after` is a fresh object from decide, not shared with the store: fill it in place.
         after.last_event_id = last.id
         after.last_event_type = last.type
@@ -127,6 +135,7 @@ class Core:
 
 
 _STATE_OVERHEAD = 4096  # the state record's own fields, key and framing, generously
+_HEADROOM = 64 * 1024  # more than any event's headers, key and state framing add
 
 
 def _message_size(message: OutMessage) -> int:

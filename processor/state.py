@@ -49,6 +49,13 @@ class StoredEvent:
             self._parts = None
         return self._cloudevent
 
+    def value_bytes(self) -> bytes:
+        """The event's own JSON (the `data`), or its whole stored form once built."""
+        if self._parts is not None:
+            return self._parts[1]
+        assert self._cloudevent is not None
+        return self._cloudevent
+
     def size_hint(self) -> int:
         """Bytes this event takes in a state record (an upper bound before it is built)."""
         if self._cloudevent is not None:
