@@ -104,7 +104,9 @@ class Core:
                     ),
                 )
         last = rendered.stored[-1]
-        if self.history == 1 and len(last.value_bytes()) + _HEADROOM < self.max_message_bytes:
+        if self.history == 1 and (
+            len(last.value_bytes()) + input_size + _HEADROOM < self.max_message_bytes
+        ):
             events: tuple[StoredEvent, ...] = (last,)
         else:
             events = _fit(
