@@ -10,8 +10,8 @@ state staging, and the Avro encoding of each changed state (the changelog write)
 from __future__ import annotations
 
 import argparse
-import os
 import gc
+import os
 import sys
 import time
 from collections import Counter
@@ -27,7 +27,6 @@ from processor.core import Core
 from processor.records import InputRecord
 from processor.state import StateStore, encode_state
 from processor.synthetic import Generator, Mix
-
 
 TARGET = 50_000
 
