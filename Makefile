@@ -49,3 +49,4 @@ clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist
 
 -include Makefile.deploy
+-include Makefile.bench

@@ -35,6 +35,9 @@ def restore_consumer_config(settings: Settings) -> dict[str, Any]:
         "enable.partition.eof": True,
         "auto.offset.reset": "earliest",
         "fetch.max.bytes": 64 * 1024 * 1024,
+        # Some Kafka-compatible brokers ignore fetch.max.bytes and answer with everything up
+        # to the end; the client must not reject (and endlessly re-fetch) such a response.
+        "receive.message.max.bytes": 2_147_483_647,
         "max.partition.fetch.bytes": 16 * 1024 * 1024,
         "client.id": f"{settings.app_id}-{settings.instance_id}-restore",
         "logger": KAFKA_LOGGER,
