@@ -130,8 +130,8 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def _death_signal_preexec() -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to SIGTERM the broker when its parent dies, if available."""
+def death_signal_preexec(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to send `signum` to the child when its parent dies."""
     # PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not the process:
     # only use it from the main thread, whose end is the end of the process. Elsewhere the
     # atexit hook and the context manager still stop the broker.
@@ -146,7 +146,7 @@ def _death_signal_preexec() -> Callable[[], None] | None:
     parent = os.getpid()
 
     def setup() -> None:
-        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        prctl(_PR_SET_PDEATHSIG, int(signum))
         # The parent may have died between fork and prctl; then nobody would stop us.
         if os.getppid() != parent:
             os._exit(1)
@@ -337,7 +337,7 @@ class EmbeddedBroker:
                 # Own process group: stop/kill reach the broker and anything it spawned, and a
                 # Ctrl-C in the terminal goes to us (we stop the broker cleanly), not to it.
                 start_new_session=True,
-                preexec_fn=_death_signal_preexec(),  # noqa: PLW1509 (prctl only, no locks taken)
+                preexec_fn=death_signal_preexec(),  # noqa: PLW1509 (prctl only, no locks taken)
             )
         except OSError as exc:
             log.close()

@@ -16,7 +16,6 @@ on its `PYTHONPATH`.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -43,7 +42,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from processor.broker import free_port
+from processor.broker import death_signal_preexec, free_port
 from processor.config import Settings
 from processor.loop import Processor
 from processor.records import InputRecord
@@ -206,26 +205,6 @@ def run_cli(
     )
 
 
-def _parent_death_signal() -> Any:
-    """A preexec_fn that SIGKILLs the child if the test process dies (Linux, main thread)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def setup() -> None:
-        prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return setup
-
-
 class ProcessorProcess:
     """`tmf-events run` in a child process, configured by env vars, logging to `log_path`.
 
@@ -256,7 +235,7 @@ class ProcessorProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_parent_death_signal(),  # noqa: PLW1509 (no threads run here yet)
+                preexec_fn=death_signal_preexec(signal.SIGKILL),  # noqa: PLW1509 (no threads run here yet)
             )
         return self
 
