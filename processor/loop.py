@@ -82,6 +82,8 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
 
 def producer_config(settings: Settings) -> dict[str, Any]:
     conf: dict[str, Any] = {
+        # Only failed deliveries call back (see Processor._on_delivery): no per-message cost.
+        "delivery.report.only.error": True,
         "bootstrap.servers": settings.bootstrap_servers,
         "transactional.id": f"{settings.app_id}-{settings.instance_id}",
         "transaction.timeout.ms": 10000,
@@ -168,6 +170,7 @@ class Processor:
         self.heartbeat = time.monotonic()
         self.next_lag_update = 0.0
         self.failed = False  # fenced or fatal: never commit again
+        self.delivery_error: KafkaError | None = None
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self.restorer: Restorer | None = None
@@ -195,7 +198,7 @@ class Processor:
         s = self.settings
         if self.create_topics:
             ensure_topics(s)
-        self.producer = Producer(producer_config(s))
+        self.producer = self._new_producer()
         log.info(
             "starting: app_id=%s instance_id=%s input=%s transactional.id=%s-%s",
             s.app_id,
@@ -222,6 +225,17 @@ class Processor:
         log.info("stopped cleanly")
         return 0
 
+    def _new_producer(self) -> Producer:
+        conf = producer_config(self.settings)
+        conf["on_delivery"] = self._on_delivery
+        return Producer(conf)
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        # A delivery that failed (e.g. timed out during a broker outage) poisons the
+        # transaction: the batch must be aborted, never committed.
+        if err is not None and self.delivery_error is None:
+            self.delivery_error = err
+
     def _init_transactions(self) -> None:
         """Fence any predecessor with our transactional.id and abort its open transaction.
 
@@ -230,6 +244,7 @@ class Processor:
         """
         delay = 1.0
         while True:
+            self.heartbeat = time.monotonic()
             try:
                 self._call(lambda p: p.init_transactions(_TXN_TIMEOUT_S))
                 return
@@ -244,7 +259,7 @@ class Processor:
         if self.consumer is not None:
             try:
                 self.consumer.close()
-            except (KafkaException, RuntimeError) as exc:
+            except Exception as exc:  # closing must not mask why the run ended
                 log.warning("consumer close: %s", exc)
         if self.restorer is not None:
             self.restorer.close()
@@ -413,6 +428,11 @@ class Processor:
             remaining = self.producer.flush(_TXN_TIMEOUT_S)
         except KafkaException as exc:  # after a fencing, flush raises from a delivery callback
             self._raise_for(exc.args[0])
+        failed, self.delivery_error = self.delivery_error, None
+        if failed is not None:
+            if failed.fatal():
+                self._fail(FatalError(f"delivery failed: {failed.str()}"))
+            raise _AbortBatchError(f"delivery failed: {failed.str()}")
         if remaining:
             raise _AbortBatchError(f"{remaining} messages not delivered within {_TXN_TIMEOUT_S} s")
 
@@ -446,6 +466,9 @@ class Processor:
             self._fail(FatalError(f"producer fatal error (fenced?): {err.str()}"))
         if err.txn_requires_abort():
             raise _AbortBatchError(err.str())
+        if err.code() == KafkaError._STATE and self.batch.open:
+            # The transaction went bad underneath us (e.g. timed-out deliveries).
+            raise _AbortBatchError(err.str())
         if err.retriable():
             raise _AbortBatchError(f"retriable: {err.str()}")
         self._fail(FatalError(f"producer error: {err.str()}"))
@@ -455,13 +478,19 @@ class Processor:
         assert self.producer is not None and self.consumer is not None
         log.warning("aborting transaction: %s", reason)
         self.batch = _Batch()
+        self.delivery_error = None
         try:
             self.producer.abort_transaction(_TXN_TIMEOUT_S)
         except KafkaException as exc:
             err = exc.args[0]
             if err.fatal():
                 self._fail(FatalError(f"abort failed: {err.str()}"))
-            log.warning("abort: %s", err.str())
+            # Not aborted (e.g. the broker is still away): a fresh producer with the same
+            # transactional.id fences this one and aborts its transaction, as a restart would.
+            log.warning("abort did not complete (%s); starting a new producer", err.str())
+            self.producer.purge()
+            self.producer = self._new_producer()
+            self._init_transactions()
         self.metrics.transactions.labels("aborted").inc()
         # Every live partition: records fetched after the failing one were never processed.
         self._rewind(sorted(self.assigned - self.restoring))
@@ -470,12 +499,29 @@ class Processor:
         assert self.consumer is not None
         if not partitions:
             return
-        committed = self.consumer.committed(
-            [TopicPartition(self.input, p) for p in partitions], timeout=_TXN_TIMEOUT_S
-        )
+        wanted = [TopicPartition(self.input, p) for p in partitions]
+        delay = 1.0
+        while True:
+            self.heartbeat = time.monotonic()  # waiting for the broker is not being stuck
+            try:
+                committed = self.consumer.committed(wanted, timeout=_TXN_TIMEOUT_S)
+                break
+            except KafkaException as exc:
+                if self.stop_event.is_set():
+                    return  # stopping: nothing was committed, the next start resumes
+                log.warning("rewind: %s; retrying in %.0f s", exc.args[0], delay)
+                self.stop_event.wait(delay)
+                delay = min(delay * 2, 30.0)
         for tp in committed:
+            if tp.partition not in self.assigned:
+                continue
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-            self.consumer.seek(TopicPartition(self.input, tp.partition, offset))
+            try:
+                self.consumer.seek(TopicPartition(self.input, tp.partition, offset))
+            except KafkaException as exc:
+                # Unable to go back: a restart resumes from the committed offsets, losing
+                # nothing, where carrying on could skip the aborted records.
+                self._fail(FatalError(f"rewind partition {tp.partition}: {exc.args[0]}"))
 
     # -- rebalances ----------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -531,8 +577,13 @@ class Processor:
         self.metrics.rebalances.labels("lost").inc()
         gone = [tp.partition for tp in partitions]
         log.warning("partitions %s lost; aborting the open batch", gone)
-        if self.batch.open:
-            self._abort("partitions lost")
+        if self.batch.open and not self.failed:
+            try:
+                self._abort("partitions lost")
+            except FatalError:
+                raise
+            except Exception as exc:  # never leave a rebalance callback with an error
+                log.warning("abort after losing partitions: %s", exc)
         self._drop(gone)
         consumer.incremental_unassign(partitions)
 

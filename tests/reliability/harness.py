@@ -1,0 +1,365 @@
+"""What the reliability tests share: profiles, paced loads, progress, the history check.
+
+Profiles (env `RELIABILITY_PROFILE`): `short` (default, CI) keeps the whole folder within a
+few minutes on a busy 2-core machine; `long` (`make reliability`) runs the issue's sizes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Self
+
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import AdminClient
+
+from processor.broker import free_port, tansu_command
+from processor.config import Settings
+from processor.records import InputRecord
+from processor.synthetic import Generator, Mix
+from tests.history import Expectation, HistoryReport, check_history, expected_from_input
+from tests.kafka_helpers import Record, consume_all, wait_until
+from tests.processes import (
+    ProcessorProcess,
+    Send,
+    committed_offsets,
+    end_offsets,
+    read_input,
+)
+from tests.schema_check import assert_valid_event
+
+LONG = os.environ.get("RELIABILITY_PROFILE", "short").strip().lower() == "long"
+PROFILE = "long" if LONG else "short"
+
+
+def pick(short: Any, long: Any) -> Any:
+    """The value of the running profile."""
+    return long if LONG else short
+
+
+# -- input ----------------------------------------------------------------------------------
+
+
+def synthetic(seed: int, count: int, keys: int, *, start_ms: int | None = None) -> Iterator[Send]:
+    """`count` seeded synthetic change records (DESIGN §2) over `keys` instances, keyed.
+
+    Timestamps start an hour ago (inside any retention) and advance 1 ms per record.
+    """
+    start = start_ms if start_ms is not None else int(time.time() * 1000) - 3_600_000
+    gen = Generator(seed=seed, keys=keys, mix=Mix(), start_ms=start, step_ms=1)
+    for record in gen.records(count):
+        yield Send(record.key, record.value, record.timestamp_ms)
+
+
+class PacedProducer:
+    """Produces `records` (in order, keyed with murmur2_random, idempotent) at about `rate`
+    records per second in a thread. `wait()` returns the count once every record is
+    acknowledged; delivery errors fail it. Broker outages are ridden out by the client."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        records: Iterable[Send],
+        rate: float,
+        *,
+        config: dict[str, object] | None = None,
+    ) -> None:
+        self.topic = topic
+        self.rate = rate
+        self.records = records
+        self.producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "partitioner": "murmur2_random",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "log_level": 3,
+                **(config or {}),
+            }
+        )
+        self.sent = 0
+        self.acked = 0
+        self.errors: list[str] = []
+        self.failure: BaseException | None = None
+        self.done = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"load-{topic}", daemon=True)
+
+    def _on_delivery(self, error: KafkaError | None, _msg: object) -> None:
+        if error is None:
+            self.acked += 1
+        else:
+            self.errors.append(str(error))
+
+    def _run(self) -> None:
+        producer = self.producer
+        started = time.monotonic()
+        try:
+            for record in self.records:
+                if self._stop.is_set():
+                    break
+                kwargs: dict[str, Any] = {"key": record.key, "value": record.value}
+                if record.timestamp_ms is not None:
+                    kwargs["timestamp"] = record.timestamp_ms
+                if record.headers:
+                    kwargs["headers"] = list(record.headers)
+                if record.partition is not None:
+                    kwargs["partition"] = record.partition
+                while True:
+                    try:
+                        producer.produce(self.topic, on_delivery=self._on_delivery, **kwargs)
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+                self.sent += 1
+                # Pacing while serving delivery reports (poll returns early when it serves one).
+                while not self._stop.is_set():
+                    ahead = self.sent / self.rate - (time.monotonic() - started)
+                    if ahead <= 0:
+                        break
+                    producer.poll(min(ahead, 0.05))
+            remaining = producer.flush(300)
+            if remaining:
+                self.errors.append(f"{remaining} records not delivered within 300 s")
+        except BaseException as exc:  # handed to the test by wait()
+            self.failure = exc
+        finally:
+            self.done.set()
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return not self.done.is_set()
+
+    def wait(self, timeout: float = 600) -> int:
+        """Until every record is produced and acknowledged; the number produced."""
+        if not self.done.wait(timeout):
+            raise AssertionError(f"load into {self.topic} not done after {timeout:g} s")
+        self._thread.join(10)
+        if self.failure is not None:
+            raise AssertionError(f"load failed: {self.failure!r}") from self.failure
+        assert not self.errors, f"load delivery errors: {self.errors[:3]}"
+        assert self.acked == self.sent, f"{self.acked} of {self.sent} acknowledged"
+        self.producer = None  # type: ignore[assignment]  # closed now, while the broker is up
+        return self.sent
+
+    def finish(self, timeout: float = 600) -> int:
+        """Stop producing new records, wait for the produced ones; the number produced."""
+        self._stop.set()
+        return self.wait(timeout)
+
+    def stop(self) -> None:
+        """Abandon the load (test teardown after a failure)."""
+        self._stop.set()
+        self.done.wait(60)
+
+
+# -- progress ---------------------------------------------------------------------------------
+
+
+def committed_total(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    """Records the group has committed on `topic` so far (all partitions)."""
+    offsets = committed_offsets(bootstrap, group, topic, range(partitions))
+    return sum(max(o, 0) for o in offsets.values())
+
+
+def wait_progress(
+    bootstrap: str,
+    group: str,
+    topic: str,
+    partitions: int,
+    target: int,
+    timeout: float,
+    alive: Sequence[ProcessorProcess] = (),
+) -> int:
+    """Until the group committed at least `target` records; fails at once if one of the
+    `alive` replicas exits."""
+    seen = [0]
+
+    def reached() -> bool:
+        _check_alive(alive)
+        seen[0] = committed_total(bootstrap, group, topic, partitions)
+        return seen[0] >= target
+
+    wait_until(
+        reached,
+        timeout,
+        interval=0.2,
+        message=lambda: f"group {group} committed {seen[0]} records, waiting for {target}",
+    )
+    return seen[0]
+
+
+def drain(
+    bootstrap: str,
+    settings: Settings,
+    sent: int,
+    timeout: float,
+    alive: Sequence[ProcessorProcess] = (),
+) -> list[InputRecord]:
+    """Read the input back (exactly as stored) and wait until the group committed all of it;
+    fails at once if one of the `alive` replicas exits meanwhile."""
+    inputs = read_input(bootstrap, settings.input_topic, timeout=120)
+    assert len(inputs) == sent, f"{len(inputs)} input records read back, {sent} produced"
+    ends = end_offsets(inputs)
+    last: dict[int, int] = {}
+
+    def consumed() -> bool:
+        _check_alive(alive)
+        last.clear()
+        last.update(committed_offsets(bootstrap, settings.app_id, settings.input_topic, ends))
+        return all(last.get(p, -1) >= end for p, end in ends.items())
+
+    wait_until(
+        consumed,
+        timeout,
+        interval=0.2,
+        message=lambda: f"group {settings.app_id} committed {last}, input ends at {ends}",
+    )
+    return inputs
+
+
+class ReplicaDiedError(AssertionError):
+    """A replica that should keep running exited."""
+
+
+def _check_alive(procs: Sequence[ProcessorProcess]) -> None:
+    for proc in procs:
+        if not proc.alive:
+            raise ReplicaDiedError(
+                f"{proc.log_path.name}: exited with {proc.returncode()}; log ends:\n"
+                + "\n".join(proc.log().splitlines()[-60:])
+            )
+
+
+def read_output(bootstrap: str, settings: Settings, timeout: float = 180) -> list[Record]:
+    """Every record of the event and dead-letter topics, read_committed."""
+    topics = [settings.service_topic, settings.resource_topic, settings.dlq_topic]
+    return consume_all(bootstrap, topics, timeout=timeout)
+
+
+def history(
+    bootstrap: str,
+    settings: Settings,
+    inputs: Sequence[InputRecord],
+    title: str,
+    *,
+    notes: Sequence[str] = (),
+) -> tuple[HistoryReport, list[Record], Expectation]:
+    """The history report of a finished run; printed, so `pytest -rA` shows it."""
+    output = read_output(bootstrap, settings)
+    expectation = expected_from_input(inputs, settings)
+    report = check_history(
+        expectation,
+        output,
+        title=title,
+        validate=lambda r: assert_valid_event((r.headers, r.value)),
+    )
+    report.notes.extend(notes)
+    print(f"\n{report.table()}", flush=True)
+    return report, output, expectation
+
+
+def assert_no_traceback(*procs: ProcessorProcess) -> None:
+    for proc in procs:
+        log = proc.log()
+        assert "Traceback" not in log, f"traceback in {proc.log_path.name}:\n{log[-4000:]}"
+
+
+@contextlib.contextmanager
+def closing(*procs: ProcessorProcess) -> Iterator[None]:
+    """Kill whatever replica is still running when the block ends (e.g. a failed test)."""
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.close()
+
+
+# -- a Tansu broker advertising another address (a proxy in front of it) ----------------------
+
+
+_TANSU_ENV_DROP = ("SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT", "STORAGE_ENGINE")
+
+
+class AdvertisedTansu:
+    """Tansu listening on 127.0.0.1:`port` and advertising another host:port to clients.
+
+    `processor.broker.EmbeddedBroker` advertises the port it listens on; noida-db cannot
+    advertise anything else at all (`--host` is both), so an outage behind a proxy needs Tansu
+    (`--advertised-listener-url`), started here. Data in memory; `stop()` ends it.
+    """
+
+    def __init__(self, log_path: Path) -> None:
+        self.port = free_port()  # known before start: the proxy forwards here
+        self.advertised = ""
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, advertised: str, timeout: float = 60) -> Self:
+        """Start, advertising `advertised` (host:port, which must forward here by then)."""
+        self.advertised = advertised
+        env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV_DROP}
+        env["NO_COLOR"] = "1"
+        argv = [
+            *tansu_command(),
+            "broker",
+            "--listener-url",
+            f"tcp://127.0.0.1:{self.port}",
+            "--advertised-listener-url",
+            f"tcp://{self.advertised}",
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.log_path.parent,
+                env=env,
+                start_new_session=True,
+            )
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{self.port}", "log_level": 0})
+
+        def answers() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.logs()
+            try:
+                meta = admin.list_topics(timeout=1)
+            except Exception:
+                return False
+            return any(f"{b.host}:{b.port}" == self.advertised for b in meta.brokers.values())
+
+        wait_until(answers, timeout, interval=0.1, message=lambda: f"tansu: {self.logs()}")
+        return self
+
+    def logs(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except FileNotFoundError:
+            return ""
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        self.proc = None
