@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -19,7 +19,7 @@ from confluent_kafka import (
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from processor.broker import EmbeddedBroker, free_port
+from processor.broker import BrokerNotInstalledError, EmbeddedBroker, free_port
 
 if TYPE_CHECKING:
     from confluent_kafka._types import HeadersType
@@ -85,6 +85,21 @@ class Record:
 def _headers(raw: HeadersType | None) -> list[Header]:
     items = raw.items() if isinstance(raw, dict) else (raw or [])
     return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]
+
+
+def embedded_broker(kind: Literal["noida", "tansu"]) -> Iterator[Broker]:
+    """A started embedded broker for a fixture (skips the test when it is not installed)."""
+    import pytest
+
+    try:
+        broker = EmbeddedBroker(kind)
+        broker.start()
+    except BrokerNotInstalledError as exc:
+        pytest.skip(str(exc))
+    try:
+        yield Broker(broker.bootstrap_servers, kind, broker)
+    finally:
+        broker.stop()
 
 
 def unique_name(prefix: str) -> str:

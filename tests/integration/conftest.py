@@ -23,7 +23,7 @@ from typing import Literal
 import pytest
 
 from processor.broker import BrokerNotInstalledError, EmbeddedBroker
-from tests.kafka_helpers import Broker
+from tests.kafka_helpers import Broker, embedded_broker
 from tests.kafka_helpers import unique_name as _unique_name
 
 Mode = Literal["external", "testcontainers", "testcontainers-missing", "embedded"]
@@ -111,25 +111,13 @@ def _shared_broker() -> Iterator[Broker | None]:
         yield None
 
 
-def _embedded(kind: Literal["noida", "tansu"]) -> Iterator[Broker]:
-    try:
-        broker = EmbeddedBroker(kind)
-        broker.start()
-    except BrokerNotInstalledError as exc:
-        pytest.skip(str(exc))
-    try:
-        yield Broker(broker.bootstrap_servers, kind, broker)
-    finally:
-        broker.stop()
-
-
 @pytest.fixture(scope="session")
 def noida_broker(_shared_broker: Broker | None) -> Iterator[Broker]:
     """Session broker for transactional correctness, crash tests, compaction, restore."""
     if _shared_broker is not None:
         yield _shared_broker
     else:
-        yield from _embedded("noida")
+        yield from embedded_broker("noida")
 
 
 @pytest.fixture(scope="session")
@@ -138,7 +126,7 @@ def tansu_broker(_shared_broker: Broker | None) -> Iterator[Broker]:
     if _shared_broker is not None:
         yield _shared_broker
     else:
-        yield from _embedded("tansu")
+        yield from embedded_broker("tansu")
 
 
 @pytest.fixture(params=["noida", "tansu"])

@@ -12,12 +12,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Literal
 
 import pytest
 
-from processor.broker import BrokerNotInstalledError, EmbeddedBroker
-from tests.kafka_helpers import Broker
+from tests.kafka_helpers import Broker, embedded_broker
 from tests.kafka_helpers import unique_name as _unique_name
 from tests.reliability.harness import LONG, PROFILE
 
@@ -45,25 +43,13 @@ def pytest_report_collectionfinish(
     return None
 
 
-def _embedded(kind: Literal["noida", "tansu"]) -> Iterator[Broker]:
-    try:
-        broker = EmbeddedBroker(kind)
-        broker.start()
-    except BrokerNotInstalledError as exc:
-        pytest.skip(str(exc))
-    try:
-        yield Broker(broker.bootstrap_servers, kind, broker)
-    finally:
-        broker.stop()
-
-
 @pytest.fixture(scope="session")
 def noida_broker() -> Iterator[Broker]:
     """Transactional correctness: 0 copies expected (noida-db, or the external broker)."""
     if _external():
         yield Broker(_external(), "external")
     else:
-        yield from _embedded("noida")
+        yield from embedded_broker("noida")
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +58,7 @@ def tansu_broker() -> Iterator[Broker]:
     if _external():
         yield Broker(_external(), "external")
     else:
-        yield from _embedded("tansu")
+        yield from embedded_broker("tansu")
 
 
 @pytest.fixture
