@@ -374,8 +374,8 @@ class Processor:
                 return
             except BufferError:
                 self.producer.poll(0.05)  # local queue full: let deliveries drain
-            except KafkaException as exc:
-                self._raise_for(exc.args[0])
+            except (KafkaException, SystemError) as exc:
+                self._raise_for(_kafka_error_of(exc))
 
     # -- transactions ------------------------------------------------------------------------
     def _commit(self) -> None:
@@ -426,8 +426,8 @@ class Processor:
         assert self.producer is not None
         try:
             remaining = self.producer.flush(_TXN_TIMEOUT_S)
-        except KafkaException as exc:  # after a fencing, flush raises from a delivery callback
-            self._raise_for(exc.args[0])
+        except (KafkaException, SystemError) as exc:  # after a fencing: from a callback
+            self._raise_for(_kafka_error_of(exc))
         failed, self.delivery_error = self.delivery_error, None
         if failed is not None:
             if failed.fatal():
@@ -442,8 +442,8 @@ class Processor:
             try:
                 self.producer.commit_transaction(_TXN_TIMEOUT_S)
                 return
-            except KafkaException as exc:
-                err = exc.args[0]
+            except (KafkaException, SystemError) as exc:
+                err = _kafka_error_of(exc)
                 if err.retriable() and not err.txn_requires_abort() and not err.fatal():
                     log.warning("commit retry: %s", err.str())
                     continue
@@ -454,8 +454,8 @@ class Processor:
         assert self.producer is not None
         try:
             fn(self.producer)
-        except KafkaException as exc:
-            self._raise_for(exc.args[0])
+        except (KafkaException, SystemError) as exc:
+            self._raise_for(_kafka_error_of(exc))
 
     def _fail(self, exc: FatalError) -> NoReturn:
         self.failed = True
@@ -601,3 +601,18 @@ class Processor:
 
 class _AbortBatchError(Exception):
     pass
+
+
+def _kafka_error_of(exc: BaseException) -> KafkaError:
+    """The KafkaError behind a client call's failure.
+
+    When a callback run by flush/poll raises (the client does so itself on a fatal error),
+    the next callback returns with that exception still set and CPython reports it as a
+    SystemError whose cause is the original KafkaException.
+    """
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KafkaException) and isinstance(seen.args[0], KafkaError):
+            return seen.args[0]
+        seen = seen.__cause__ or seen.__context__
+    raise exc
