@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     max_record_bytes: int = Field(default=1024 * 1024, ge=1)
     max_json_depth: int = Field(default=64, ge=1, le=10_000)
     static_membership: bool = True
+    # Local snapshots of the state (processor/snapshot.py); None keeps the state in memory
+    # only and restores every assigned partition from the whole changelog.
+    state_dir: Path | None = None
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     kafka: dict[str, str | int | float | bool] = Field(default_factory=dict)

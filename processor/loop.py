@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import tempfile
 import threading
 import time
 from collections import Counter as Tally
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NoReturn
 
 from confluent_kafka import (
@@ -196,6 +198,8 @@ class Processor:
     # -- lifecycle --------------------------------------------------------------------------
     def run(self) -> int:
         s = self.settings
+        if s.state_dir is not None:
+            _check_state_dir(s.state_dir)
         if self.create_topics:
             ensure_topics(s)
         self.producer = self._new_producer()
@@ -570,6 +574,7 @@ class Processor:
         if not self.failed:
             log.info("partitions %s revoked; committing the open batch", gone)
             self._commit()
+            self._save_snapshots([p for p in gone if p in self.assigned - self.restoring])
         self._drop(gone)
         consumer.incremental_unassign(partitions)
 
@@ -587,6 +592,15 @@ class Processor:
         self._drop(gone)
         consumer.incremental_unassign(partitions)
 
+    def _save_snapshots(self, partitions: list[int]) -> None:
+        assert self.restorer is not None
+        if self.batch.open or not partitions:
+            return  # an open batch is a commit that did not happen: its state is not final
+        try:
+            self.restorer.save_snapshots(partitions)
+        except Exception as exc:  # an optimisation: never fail a rebalance over it
+            log.warning("snapshots of partitions %s not written: %s", partitions, exc)
+
     def _drop(self, partitions: list[int]) -> None:
         assert self.restorer is not None
         for p in partitions:
@@ -601,6 +615,15 @@ class Processor:
 
 class _AbortBatchError(Exception):
     pass
+
+
+def _check_state_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise FatalError(f"state_dir {path} is not a writable directory: {exc}") from exc
 
 
 def _kafka_error_of(exc: BaseException) -> KafkaError:
