@@ -44,9 +44,12 @@ LABEL org.opencontainers.image.title="tmf-events" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 # A fixed numeric uid/gid so Kubernetes' runAsNonRoot can verify it without /etc/passwd.
+# /var/lib/tmf-events/state: where compose and the chart keep state snapshots (state_dir);
+# a new named volume mounted there takes over its owner.
 RUN groupadd --system --gid 10001 tmf \
     && useradd --system --no-log-init --uid 10001 --gid 10001 --home-dir /nonexistent \
-       --no-create-home --shell /usr/sbin/nologin tmf
+       --no-create-home --shell /usr/sbin/nologin tmf \
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/tmf-events/state
 
 COPY --from=builder /opt/venv /opt/venv
 

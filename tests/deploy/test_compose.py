@@ -66,6 +66,19 @@ def test_processor_replicas_have_distinct_stable_instance_ids(
     assert len(app_ids) == 1, "the replicas form one consumer group"
 
 
+def test_each_replica_keeps_its_snapshots_in_a_volume_of_its_own(
+    compose_model: dict[str, Any],
+) -> None:
+    sources = []
+    for name, svc in by_command(compose_model, "run").items():
+        state_dir = svc["environment"].get("TMF_EVENTS_STATE_DIR")
+        assert state_dir, f"{name} keeps no snapshots"
+        (volume,) = [v for v in svc.get("volumes", []) if v["target"] == state_dir]
+        assert volume["type"] == "volume", f"{name}: a named volume survives re-creation"
+        sources.append(volume["source"])
+    assert len(set(sources)) == len(sources), f"replicas share a snapshot volume: {sources}"
+
+
 def test_every_tmf_events_service_builds_the_local_dockerfile(
     compose_model: dict[str, Any],
 ) -> None:

@@ -142,7 +142,7 @@ def test_schema_covers_exactly_the_settings_the_chart_does_not_manage() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
     config = schema["properties"]["config"]
     assert config["additionalProperties"] is False
-    managed = {"bootstrap_servers", "http_port", "kafka", "instance_id"}
+    managed = {"bootstrap_servers", "http_port", "kafka", "instance_id", "state_dir"}
     fields = set(Settings.model_fields)
     assert managed <= fields
     missing = fields - managed - set(config["properties"])
@@ -187,7 +187,6 @@ def test_statefulset_gives_each_replica_its_pod_name_as_instance_id(
 ) -> None:
     sts = one(manifests, "StatefulSet", "-processor")
     assert sts["spec"]["podManagementPolicy"] == "Parallel"
-    assert "volumeClaimTemplates" not in sts["spec"], "state lives in the changelog"
     headless = one(manifests, "Service", "-processor-headless")
     assert sts["spec"]["serviceName"] == headless["metadata"]["name"]
     assert headless["spec"]["clusterIP"] == "None"
@@ -195,6 +194,40 @@ def test_statefulset_gives_each_replica_its_pod_name_as_instance_id(
     (instance,) = [e for e in container["env"] if e["name"] == "TMF_EVENTS_INSTANCE_ID"]
     assert instance["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert container["args"][0] == "run"
+
+
+def _state_volume(sts: Manifest) -> tuple[str, dict[str, Any] | None]:
+    """The processor's state_dir and the pod volume mounted there (None: a claim template)."""
+    (container,) = containers(sts)
+    (state_dir,) = [e["value"] for e in container["env"] if e["name"] == "TMF_EVENTS_STATE_DIR"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == state_dir]
+    volumes = {v["name"]: v for v in pod_spec(sts)["volumes"]}
+    return mount["name"], volumes.get(mount["name"])
+
+
+def test_snapshots_live_in_an_empty_dir_by_default(default_manifests: list[Manifest]) -> None:
+    sts = one(default_manifests, "StatefulSet", "-processor")
+    _name, volume = _state_volume(sts)
+    assert volume is not None and volume["emptyDir"]["sizeLimit"] == "2Gi"
+    assert "volumeClaimTemplates" not in sts["spec"]
+
+
+def test_persistent_snapshots_get_a_claim_per_pod(feature_manifests: list[Manifest]) -> None:
+    sts = one(feature_manifests, "StatefulSet", "-processor")
+    name, volume = _state_volume(sts)
+    assert volume is None, "the claim template, not a pod volume, backs the mount"
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == name
+    assert claim["spec"]["storageClassName"] == "fast-ssd"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+
+
+def test_snapshots_can_be_switched_off() -> None:
+    manifests = render(sets=["processor.snapshots.enabled=false"])
+    sts = one(manifests, "StatefulSet", "-processor")
+    (container,) = containers(sts)
+    assert "TMF_EVENTS_STATE_DIR" not in {e["name"] for e in container["env"]}
+    assert "state" not in {v["name"] for v in pod_spec(sts)["volumes"]}
 
 
 def test_env_names_are_settings_and_unique(manifests: list[Manifest]) -> None:
@@ -272,7 +305,7 @@ def test_kafka_tls_and_sasl_come_from_secrets(
     volumes = {v["name"]: v for v in pod_spec(sts)["volumes"]}
     files: dict[str, tuple[str, str]] = {}
     for name, mount_path in mounts.items():
-        for source in volumes[name].get("projected", {}).get("sources", []):
+        for source in volumes.get(name, {}).get("projected", {}).get("sources", []):
             for item in source["secret"]["items"]:
                 files[f"{mount_path}/{item['path']}"] = (source["secret"]["name"], item["key"])
     assert files[str(kafka["ssl.ca.location"])] == ("kafka-cluster-ca", "ca.crt")
