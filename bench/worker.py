@@ -127,6 +127,7 @@ def _settings(args: dict[str, Any]) -> Any:
         max_batch=args.get("max_batch", 2000),
         log_level="WARNING",
         kafka=args.get("kafka") or {},
+        state_dir=args.get("state_dir"),
     )
 
 
@@ -256,8 +257,10 @@ def run_restart_mode(args: dict[str, Any]) -> dict[str, Any]:
     # restored partitions' maps referenced and touch them through a store of our own.
     store = StateStore()
     store.partitions = dict(processor.store.partitions)
+    stop_started = time.monotonic()
     stop.set()
-    thread.join(60)
+    thread.join(120)  # with state_dir the revoke writes the snapshots
+    stop_seconds = time.monotonic() - stop_started
     keys = sum(store.keys(p) for p in store.partitions)
     settle_memory()
     rss_restored = rss_bytes()
@@ -285,6 +288,7 @@ def run_restart_mode(args: dict[str, Any]) -> dict[str, Any]:
         "rss_touched": rss_touched,
         "rss_dropped": rss_dropped,
         "touch_seconds": touch_seconds,
+        "stop_seconds": stop_seconds,
         "metrics": _samples(processor.metrics.registry),
     }
 

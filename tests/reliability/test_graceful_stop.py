@@ -43,7 +43,11 @@ def test_sigterm_under_load_exits_0_and_loses_nothing(
     stops = pick(2, 8)
     rate = 300
     records = pick(4_000, 30_000)
-    fields = processor_fields(bootstrap, name, instance_id="term-0")
+    # With snapshots: every restart after a stop loads them and replays only the changelog
+    # after them, and must still lose nothing and copy nothing.
+    fields = processor_fields(
+        bootstrap, name, instance_id="term-0", state_dir=str(tmp_path / "state")
+    )
     settings = Settings(**fields)
     create_topics(bootstrap, {settings.input_topic: PARTITIONS})
     rng = Random(SEED)
@@ -85,4 +89,5 @@ def test_sigterm_under_load_exits_0_and_loses_nothing(
     )
     report.assert_exact(allow_copies=False)
     assert log.count("stopped cleanly") == stops + 1, log[-4000:]
+    assert log.count("loaded; replaying") >= stops, "no restart started from its snapshots"
     assert_no_traceback(proc)
