@@ -25,7 +25,8 @@ from rich.table import Table
 from processor.config import Settings
 from processor.core import Core
 from processor.records import InputRecord
-from processor.state import StateStore, encode_state
+from processor.state import encode_state
+from processor.store import StateStore
 from processor.synthetic import Generator, Mix
 
 TARGET = 50_000

@@ -67,7 +67,8 @@ from processor.config import Settings  # noqa: E402
 from processor.core import Core  # noqa: E402
 from processor.load import DEFAULT_PRODUCER_CONFIG, TokenBucket, produce_load  # noqa: E402
 from processor.records import InputRecord  # noqa: E402
-from processor.state import State, StateStore, StoredEvent, encode_state  # noqa: E402
+from processor.state import State, StoredEvent, encode_state  # noqa: E402
+from processor.store import StateStore  # noqa: E402
 from processor.synthetic import Generator, Mix, SyntheticRecord, rfc3339_ms  # noqa: E402
 
 RESULTS = BENCH / "results"

@@ -230,7 +230,7 @@ def run_restart_mode(args: dict[str, Any]) -> dict[str, Any]:
     and once more after the store is dropped (what the keys alone held).
     """
     from processor.logs import setup_logging
-    from processor.state import StateStore
+    from processor.store import StateStore
 
     setup_logging("text", "WARNING")
     processor_class = _bench_processor(None)  # imports the processor's modules
@@ -255,7 +255,7 @@ def run_restart_mode(args: dict[str, Any]) -> dict[str, Any]:
     rss_ready = rss_bytes()
     # Closing the consumer revokes its partitions, and a revoke drops their state: keep the
     # restored partitions' maps referenced and touch them through a store of our own.
-    store = StateStore()
+    store = StateStore(keep_events=processor.store.keep_events)
     store.partitions = dict(processor.store.partitions)
     stop_started = time.monotonic()
     stop.set()

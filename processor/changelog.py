@@ -15,11 +15,12 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from processor.compact import PROFILES
 from processor.config import Settings
 from processor.logs import KAFKA_LOGGER
 from processor.metrics import Metrics
 from processor.snapshot import Snapshots, Witness, value_digest
-from processor.state import State, StateStore, encode_state, without_events
+from processor.store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,9 @@ class Restorer:
             self.store.drop(p)
             self.active[p] = (time.monotonic(), 0)
             snapshot = self.snapshots.load(p) if self.snapshots is not None else None
+            if snapshot is not None and not PROFILES.merge(snapshot.profiles):
+                log.warning("partition %d: the snapshot's profiles conflict; not used", p)
+                snapshot = None
             if snapshot is None:
                 self.store.partitions[p] = {}
                 assign.append(TopicPartition(self.topic, p, OFFSET_BEGINNING))
@@ -183,7 +187,9 @@ class Restorer:
                     if found is None:
                         continue
                     end, witness = found
-                    written = self.snapshots.save(p, end, witness, self._encoded(entries))
+                    written = self.snapshots.save(
+                        p, end, witness, self.store.encoded(p), PROFILES.export()
+                    )
                 except (KafkaException, OSError, ValueError) as exc:
                     log.warning("partition %d: no snapshot written (%s)", p, exc)
                     continue
@@ -198,15 +204,6 @@ class Restorer:
                 )
         finally:
             reader.close()
-
-    def _encoded(self, entries: dict[str, State | bytes]) -> dict[str, bytes]:
-        if all(type(v) is bytes for v in entries.values()):
-            return entries  # type: ignore[return-value]  # the processor stores only bytes
-        out: dict[str, bytes] = {}
-        for key, value in entries.items():
-            data = encode_state(value) if isinstance(value, State) else value
-            out[key] = data if self.store.keep_events else without_events(data)
-        return out
 
 
 _WINDOW = 1000

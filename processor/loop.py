@@ -36,7 +36,8 @@ from processor.logs import KAFKA_LOGGER
 from processor.messages import OutMessage
 from processor.metrics import Metrics
 from processor.records import InputRecord
-from processor.state import State, StateStore, encode_state
+from processor.state import State, encode_state
+from processor.store import StateStore
 from processor.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -407,7 +408,7 @@ class Processor:
         touched: set[int] = set()
         for (p, key), data in encoded.items():
             if p in self.assigned:
-                self.store.put_raw(p, key, data)  # encoded: a few hundred bytes a key
+                self.store.put(p, key, batch.staged[(p, key)], data)
                 touched.add(p)
         self.metrics.publish_state_keys({p: self.store.keys(p) for p in touched})
         now = time.time()

@@ -15,7 +15,8 @@ from processor.config import Settings
 from processor.core import Core
 from processor.messages import OutMessage
 from processor.records import InputRecord
-from processor.state import StateStore, to_avro_dict
+from processor.state import to_avro_dict
+from processor.store import StateStore
 
 _RECORD_MEMBERS = ("key", "partition", "offset", "timestamp", "headers")
 

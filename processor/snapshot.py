@@ -62,6 +62,7 @@ class Snapshot:
     offset: int  # the changelog offset the entries cover (everything below it)
     witness: Witness
     entries: dict[str, bytes]
+    profiles: dict[bytes, Any]  # the interned profiles packed entries name (processor/compact)
 
 
 class Snapshots:
@@ -75,9 +76,16 @@ class Snapshots:
     def path(self, partition: int) -> Path:
         return self.directory / f"partition-{partition}.snapshot"
 
-    def save(self, partition: int, offset: int, witness: Witness, entries: dict[str, bytes]) -> int:
+    def save(
+        self,
+        partition: int,
+        offset: int,
+        witness: Witness,
+        entries: dict[str, bytes],
+        profiles: dict[bytes, Any],
+    ) -> int:
         """Write atomically (temporary file, fsync, rename); return the bytes written."""
-        body = marshal.dumps(entries)
+        body = marshal.dumps((profiles, entries))
         header = json.dumps(
             {
                 "python": _PYTHON,
@@ -146,10 +154,13 @@ class Snapshots:
             with view[at:] as body:
                 if len(body) != header["body_bytes"] or zlib.crc32(body) != header["crc32"]:
                     raise ValueError("truncated or corrupt (length or CRC mismatch)")
-                entries = marshal.loads(body)
+                profiles, entries = marshal.loads(body)
             if not isinstance(entries, dict) or len(entries) != header["keys"]:
                 raise ValueError("entries do not match the header")
+            if not isinstance(profiles, dict):
+                raise ValueError("no profile table")
             w_offset, w_key, w_digest = header["witness"]
-            return Snapshot(int(header["offset"]), Witness(int(w_offset), w_key, w_digest), entries)
+            witness = Witness(int(w_offset), w_key, w_digest)
+            return Snapshot(int(header["offset"]), witness, entries, profiles)
         finally:
             view.release()

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from processor.compact import PROFILES, pack
 from processor.config import Settings
 from processor.records import InputRecord
 from processor.snapshot import Snapshots, Witness, value_digest
-from processor.state import State, encode_state, without_events
+from processor.state import State
 from processor.synthetic import Generator, Mix
 from tests.kafka_helpers import Broker, Record, consume_all, create_topics
 from tests.processes import (
@@ -119,7 +120,7 @@ def _bogus_snapshot(settings: Settings, directory: Path, key: str, witness: Witn
         last_event_time="2026-01-01T00:00:00.000Z",
     )
     Snapshots(directory, settings.changelog_topic, keep_events=False).save(
-        0, witness.offset + 1, witness, {key: without_events(encode_state(state))}
+        0, witness.offset + 1, witness, {key: pack(key, state)}, PROFILES.export()
     )
 
 
@@ -138,7 +139,7 @@ def test_a_snapshot_the_changelog_does_not_continue_is_discarded(
     start_ms = _now_ms()
     send(bootstrap, settings.input_topic, _records(300, 41, start_ms))
     inputs = read_input(bootstrap, settings.input_topic)
-    key = next(r.key for r in inputs if r.key)
+    key = next(r.key for r in inputs if r.key).decode()
     if changelog == "filled":
         # Fill the changelog without snapshots, then plant one whose witness (offset 0) is
         # another key: reading from offset 0 must reveal the mismatch.

@@ -26,7 +26,8 @@ from processor.config import Settings  # noqa: E402
 from processor.core import Core, Result  # noqa: E402
 from processor.messages import OutMessage  # noqa: E402
 from processor.records import InputRecord  # noqa: E402
-from processor.state import State, StateStore  # noqa: E402
+from processor.state import State  # noqa: E402
+from processor.store import StateStore  # noqa: E402
 from processor.timefmt import format_ms  # noqa: E402
 from tests.schema_check import assert_valid_event  # noqa: E402
 

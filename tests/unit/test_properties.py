@@ -21,7 +21,7 @@ from processor.config import Settings
 from processor.core import Core, Result
 from processor.records import InputRecord
 from processor.replay import parse_line, replay, run_replay
-from processor.state import StateStore
+from processor.store import StateStore
 from processor.timefmt import format_ms
 from tests.schema_check import assert_valid_event
 

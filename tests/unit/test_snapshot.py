@@ -12,12 +12,13 @@ from processor import snapshot
 from processor.snapshot import Snapshots, Witness, value_digest
 
 ENTRIES = {"svc-1": b"\x00state-1", "svc-2": b"\x00state-2" * 40}
+PROFILES = {b"\x01\x02\x03\x04": ("service", "name\x00state", "Service", None, "/x/")}
 WITNESS = Witness(41, "svc-2", value_digest(b"changelog value"))
 
 
 def _saved(tmp_path: Path, keep_events: bool = False) -> Snapshots:
     snaps = Snapshots(tmp_path, "app-state-changelog", keep_events)
-    snaps.save(3, 42, WITNESS, ENTRIES)
+    snaps.save(3, 42, WITNESS, ENTRIES, PROFILES)
     return snaps
 
 
@@ -26,6 +27,7 @@ def test_a_saved_snapshot_loads_back(tmp_path: Path) -> None:
     snap = snaps.load(3)
     assert snap is not None
     assert (snap.offset, snap.witness, snap.entries) == (42, WITNESS, ENTRIES)
+    assert snap.profiles == PROFILES
     assert [p.name for p in snaps.directory.iterdir()] == ["partition-3.snapshot"]
 
 
