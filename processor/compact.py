@@ -14,9 +14,10 @@ whose hash collides) is kept inline.
 from __future__ import annotations
 
 import hashlib
+import struct
 import threading
 
-from processor.state import State, _long, _opt, _Reader, decode_state
+from processor.state import State, _opt, _Reader, decode_state, encode_state, without_events
 from processor.timefmt import InvalidTimestampError, format_ms, parse_ms
 
 MARK = 0x01  # first byte: a format version, and a check against being fed Avro
@@ -27,6 +28,7 @@ _ID_PACKED = 0x04  # last_event_id as 16 bytes
 _TIME_OBSERVED = 0x08  # last_event_time = format_ms(observed_at)
 _TIME_PACKED = 0x10  # last_event_time as epoch ms
 _PROFILE_INLINE = 0x20
+_AVRO = 0x40  # alone: the rest is the slim Avro record (what the fixed header cannot hold)
 
 # entity type, attr names, @type, last event type, href prefix (None: href inline or absent)
 Profile = tuple[str, str, str | None, str | None, str | None]
@@ -86,100 +88,252 @@ def _profile_bytes(profile: Profile) -> bytes:
     return b"".join(_opt(part) for part in profile)
 
 
+_HEAD = struct.Struct("<BBqqqBH")  # mark, flags, version, observed_at, offset, hash/digest sizes
+_TIME = struct.Struct("<q")
+
+
 def pack(key: str, state: State) -> bytes:
-    flags = _DELETED if state.deleted else 0
-    href = state.href
+    return _pack(
+        key,
+        state.entity_type,
+        state.version,
+        state.hash,
+        state.attr_names,
+        state.attr_digests,
+        state.deleted,
+        state.observed_at,
+        state.offset,
+        state.href,
+        state.at_type,
+        state.last_event_id,
+        state.last_event_type,
+        state.last_event_time,
+    )
+
+
+def _pack(
+    key: str,
+    entity_type: str,
+    version: int,
+    hash_: bytes,
+    attr_names: str,
+    digests: bytes,
+    deleted: bool,
+    observed_at: int,
+    offset: int,
+    href: str | None,
+    at_type: str | None,
+    event_id: str | None,
+    event_type: str | None,
+    time: str | None,
+) -> bytes:
+    flags = _DELETED if deleted else 0
     prefix: str | None = None
     if href is not None and key and href.endswith(key):
         prefix = href[: len(href) - len(key)]
         flags |= _HREF_KEYED
-    profile = (state.entity_type, state.attr_names, state.at_type, state.last_event_type, prefix)
+    profile = (entity_type, attr_names, at_type, event_type, prefix)
     pid = PROFILES.intern(profile)
-    parts = [
-        b"",  # flags, set below
-        _long(state.version),
-        _long(len(state.hash)),
-        state.hash,
-        _long(len(state.attr_digests)),
-        state.attr_digests,
-        _long(state.observed_at),
-        _long(state.offset),
-    ]
+    tail: list[bytes] = []
     if pid is None:
         flags |= _PROFILE_INLINE
-        parts.append(_profile_bytes(profile))
+        tail.append(_profile_bytes(profile))
     else:
-        parts.append(pid)
+        tail.append(pid)
     if not flags & _HREF_KEYED:
-        parts.append(_opt(href))
-    event_id = state.last_event_id
+        tail.append(_opt(href))
     raw = _uuid_bytes(event_id) if event_id is not None else None
     if raw is not None:
         flags |= _ID_PACKED
-        parts.append(raw)
+        tail.append(raw)
     else:
-        parts.append(_opt(event_id))
-    time = state.last_event_time
-    if time is not None and time == _format_or_none(state.observed_at):
+        tail.append(_opt(event_id))
+    if time is not None and time == _format_or_none(observed_at):
         flags |= _TIME_OBSERVED
     else:
         ms = _ms_or_none(time)
         if ms is not None:
             flags |= _TIME_PACKED
-            parts.append(_long(ms))
+            tail.append(_TIME.pack(ms))
         else:
-            parts.append(_opt(time))
-    parts[0] = bytes((MARK, flags))
-    return b"".join(parts)
+            tail.append(_opt(time))
+    try:
+        head = _HEAD.pack(MARK, flags, version, observed_at, offset, len(hash_), len(digests))
+    except struct.error:  # sizes or numbers beyond the fixed header: the Avro form
+        return bytes((MARK, _AVRO)) + without_events(
+            encode_state(
+                State(
+                    entity_type,
+                    version,
+                    hash_,
+                    attr_names,
+                    digests,
+                    deleted,
+                    observed_at,
+                    offset,
+                    href,
+                    at_type,
+                    event_id,
+                    event_type,
+                    time,
+                )
+            )
+        )
+    return b"".join((head, hash_, digests, *tail))
 
 
 def pack_avro(key: str, data: bytes) -> bytes:
-    """Pack a changelog value (its events, if any, are dropped)."""
-    state = decode_state(data)
-    state.events = ()
-    return pack(key, state)
+    """Pack a changelog value (its events, if any, are dropped) without building a State."""
+    try:
+        return _pack_avro(key, data)
+    except (IndexError, UnicodeDecodeError) as exc:
+        raise ValueError(f"corrupt state record: {exc!r}") from exc
+
+
+def _pack_avro(key: str, data: bytes) -> bytes:
+    pos = _skip_events(data)
+    read = _read_varint
+    n, pos = read(data, pos)
+    entity_type = data[pos : pos + n].decode()
+    pos += n
+    version, pos = read(data, pos)
+    n, pos = read(data, pos)
+    hash_ = data[pos : pos + n]
+    pos += n
+    n, pos = read(data, pos)
+    attr_names = data[pos : pos + n].decode()
+    pos += n
+    n, pos = read(data, pos)
+    digests = data[pos : pos + n]
+    pos += n
+    deleted = data[pos]
+    if deleted > 1:
+        raise ValueError("corrupt state record: bad boolean")
+    observed_at, pos = read(data, pos + 1)
+    offset, pos = read(data, pos)
+    opts: list[str | None] = []
+    for _ in range(5):
+        branch = data[pos]
+        pos += 1
+        if branch == 0:
+            opts.append(None)
+        elif branch == 2:
+            n, pos = read(data, pos)
+            opts.append(data[pos : pos + n].decode())
+            pos += n
+        else:
+            raise ValueError("corrupt state record: bad union branch")
+    if pos != len(data):
+        raise ValueError("corrupt state record: its length does not match its fields")
+    href, at_type, event_id, event_type, time = opts
+    return _pack(
+        key,
+        entity_type,
+        version,
+        hash_,
+        attr_names,
+        digests,
+        deleted == 1,
+        observed_at,
+        offset,
+        href,
+        at_type,
+        event_id,
+        event_type,
+        time,
+    )
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    b = data[pos]
+    pos += 1
+    if b < 0x80:
+        return (b >> 1) ^ -(b & 1), pos
+    z = b & 0x7F
+    shift = 7
+    while True:
+        b = data[pos]
+        pos += 1
+        z |= (b & 0x7F) << shift
+        if b < 0x80:
+            return (z >> 1) ^ -(z & 1), pos
+        shift += 7
+
+
+def _skip_events(data: bytes) -> int:
+    """Position after the record's event array (after its closing 0 count)."""
+    r = _Reader(data)
+    count = r.long()
+    while count != 0:
+        if count < 0:
+            size = r.long()
+            r.pos += size
+        else:
+            for _ in range(count):
+                for _field in range(4):
+                    r.bytes_()
+                r.bytes_()
+        count = r.long()
+    return r.pos
 
 
 def unpack(key: str, data: bytes) -> State:
     try:
-        if data[0] != MARK:
-            raise ValueError("not a packed state record")
-        flags = data[1]
+        mark, flags, version, observed_at, offset, hash_len, digests_len = _HEAD.unpack_from(data)
+    except struct.error:
+        if data[:2] == bytes((MARK, _AVRO)):
+            return decode_state(data[2:])
+        raise ValueError("corrupt packed state record: too short") from None
+    if mark != MARK:
+        raise ValueError("not a packed state record")
+    if flags == _AVRO:
+        return decode_state(data[2:])
+    try:
+        pos = _HEAD.size
+        hash_ = data[pos : pos + hash_len]
+        pos += hash_len
+        digests = data[pos : pos + digests_len]
+        pos += digests_len
+        if len(digests) != digests_len:
+            raise IndexError("truncated")
         r = _Reader(data)
-        r.pos = 2
-        version = r.long()
-        hash_ = r.bytes_()
-        digests = r.bytes_()
-        observed_at = r.long()
-        offset = r.long()
         if flags & _PROFILE_INLINE:
+            r.pos = pos
             entity_type = r.opt()
             if entity_type is None:
                 raise ValueError("inline profile without an entity type")
             attr_names = r.opt() or ""
             profile: Profile = (entity_type, attr_names, r.opt(), r.opt(), r.opt())
+            pos = r.pos
         else:
-            pid = data[r.pos : r.pos + 4]
-            r.pos += 4
-            profile = PROFILES.by_id[pid]
+            profile = PROFILES.by_id[data[pos : pos + 4]]
+            pos += 4
         entity_type, attr_names, at_type, last_event_type, prefix = profile
         if flags & _HREF_KEYED:
             href: str | None = f"{prefix}{key}"
         else:
+            r.pos = pos
             href = r.opt()
+            pos = r.pos
         if flags & _ID_PACKED:
-            h = data[r.pos : r.pos + 16].hex()
-            r.pos += 16
+            h = data[pos : pos + 16].hex()
+            if len(h) != 32:
+                raise IndexError("truncated")
+            pos += 16
             event_id: str | None = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
         else:
+            r.pos = pos
             event_id = r.opt()
+            pos = r.pos
         if flags & _TIME_OBSERVED:
             time: str | None = format_ms(observed_at)
         elif flags & _TIME_PACKED:
-            time = format_ms(r.long())
+            (ms,) = _TIME.unpack_from(data, pos)
+            time = format_ms(ms)
         else:
+            r.pos = pos
             time = r.opt()
-    except (IndexError, KeyError, UnicodeDecodeError) as exc:
+    except (IndexError, KeyError, UnicodeDecodeError, struct.error) as exc:
         raise ValueError(f"corrupt packed state record: {exc!r}") from exc
     return State(
         entity_type=entity_type,

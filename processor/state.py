@@ -127,7 +127,8 @@ def _long(n: int) -> bytes:
 
 
 def _bytes(b: bytes) -> bytes:
-    return _long(len(b)) + b
+    n = len(b)
+    return (_SMALL[n << 1] if n < 64 else _long(n)) + b
 
 
 def _str(s: str) -> bytes:
@@ -138,6 +139,31 @@ def _opt(s: str | None) -> bytes:
     return b"\x00" if s is None else b"\x02" + _str(s)
 
 
+# Encodings of the strings most states share (entity and event types, @type, the attribute
+# names of an instance shape, topics): encoding a state is on every commit's path.
+_SHARED_STR: dict[str, bytes] = {}
+_SHARED_OPT: dict[str | None, bytes] = {None: b"\x00"}
+_SHARED_MAX = 4096
+
+
+def _shared_str(s: str) -> bytes:
+    out = _SHARED_STR.get(s)
+    if out is None:
+        out = _str(s)
+        if len(_SHARED_STR) < _SHARED_MAX:
+            _SHARED_STR[s] = out
+    return out
+
+
+def _shared_opt(s: str | None) -> bytes:
+    out = _SHARED_OPT.get(s)
+    if out is None:
+        out = _opt(s)
+        if len(_SHARED_OPT) < _SHARED_MAX:
+            _SHARED_OPT[s] = out
+    return out
+
+
 def encode_state(state: State) -> bytes:
     parts: list[bytes] = []
     if state.events:
@@ -145,9 +171,9 @@ def encode_state(state: State) -> bytes:
         for e in state.events:
             block += (
                 _str(e.id),
-                _str(e.type),
+                _shared_str(e.type),
                 _str(e.time),
-                _str(e.topic),
+                _shared_str(e.topic),
                 _bytes(e.cloudevent_bytes),
             )
         items = b"".join(block)
@@ -155,18 +181,18 @@ def encode_state(state: State) -> bytes:
         parts += (_long(-len(state.events)), _long(len(items)), items)
     parts += (
         b"\x00",
-        _str(state.entity_type),
+        _shared_str(state.entity_type),
         _long(state.version),
         _bytes(state.hash),
-        _str(state.attr_names),
+        _shared_str(state.attr_names),
         _bytes(state.attr_digests),
         b"\x01" if state.deleted else b"\x00",
         _long(state.observed_at),
         _long(state.offset),
         _opt(state.href),
-        _opt(state.at_type),
+        _shared_opt(state.at_type),
         _opt(state.last_event_id),
-        _opt(state.last_event_type),
+        _shared_opt(state.last_event_type),
         _opt(state.last_event_time),
     )
     return b"".join(parts)

@@ -83,17 +83,37 @@ def test_a_typical_record_packs_to_a_fraction_of_its_slim_avro() -> None:
     assert len(packed) * 3 < len(slim), (len(packed), len(slim))
 
 
-def test_corrupt_packed_records_raise_value_error() -> None:
-    packed = pack(KEY, _typical())
-    for cut in range(1, len(packed) - 1):
-        try:
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"href": "/elsewhere/x", "last_event_id": "X", "last_event_time": "later"}],
+)
+def test_every_truncation_of_a_packed_record_raises_value_error(
+    changes: dict[str, object],
+) -> None:
+    packed = pack(KEY, _typical(**changes))
+    for cut in range(len(packed)):
+        with pytest.raises(ValueError):
             unpack(KEY, packed[:cut])
-        except ValueError:
-            continue
     with pytest.raises(ValueError):
         unpack(KEY, b"\x00" + packed[1:])
-    with pytest.raises(ValueError):
-        unpack(KEY, packed[:12])
+
+
+def test_what_the_fixed_header_cannot_hold_is_kept_as_avro() -> None:
+    state = _typical(hash=bytes(300), attr_digests=bytes(70_000))
+    packed = pack(KEY, state)
+    assert unpack(KEY, packed) == state
+    assert pack_avro(KEY, encode_state(state)) == packed
+
+
+@PROPERTY
+@given(states)
+def test_corrupt_changelog_values_fail_with_value_error_only(state: State) -> None:
+    encoded = encode_state(state)
+    for cut in range(0, len(encoded), 7):
+        try:
+            pack_avro(KEY, encoded[:cut])
+        except ValueError:
+            continue
 
 
 def test_profiles_are_content_addressed_and_merge_unless_they_conflict() -> None:
