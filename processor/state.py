@@ -81,16 +81,30 @@ class StoredEvent:
         return f"StoredEvent(id={self.id!r}, type={self.type!r}, time={self.time!r})"
 
 
+class _AttributeNames(dict[str, str | None]):
+    """Header name -> structured-mode attribute name (None: not a CloudEvents attribute)."""
+
+    def __missing__(self, header: str) -> str | None:
+        name = header[3:] if header.startswith("ce_") else None
+        if header == "content-type":
+            name = "datacontenttype"
+        if len(self) < 1024:
+            self[header] = name
+        return name
+
+
+_ATTRIBUTE = _AttributeNames()
+
+
 def structured_cloudevent(headers: list[tuple[str, bytes | None]], value: bytes) -> bytes:
     """A binary-mode event (headers + value) as a structured-mode CloudEvent (JSON)."""
     attrs: dict[str, str] = {}
-    for name, raw in headers:
-        text = "" if raw is None else raw.decode("utf-8", "replace")
-        if name.startswith("ce_"):
-            attrs[name[3:]] = text
-        elif name == "content-type":
-            attrs["datacontenttype"] = text
-    return orjson.dumps(attrs)[:-1] + b',"data":' + value + b"}"
+    names = _ATTRIBUTE
+    for header, raw in headers:
+        name = names[header]
+        if name is not None:
+            attrs[name] = "" if raw is None else raw.decode("utf-8", "replace")
+    return b"".join((orjson.dumps(attrs)[:-1], b',"data":', value, b"}"))
 
 
 @dataclass(slots=True)
