@@ -82,7 +82,7 @@ class Restorer:
                 self.store.partitions[p] = {}
                 assign.append(TopicPartition(self.topic, p, OFFSET_BEGINNING))
                 continue
-            self.store.partitions[p] = dict(snapshot.entries)
+            self.store.partitions[p] = snapshot.entries  # a fresh dict, ours to keep
             self.verifying[p] = snapshot.witness
             log.info(
                 "partition %d: snapshot of %d keys at changelog offset %d loaded; replaying"

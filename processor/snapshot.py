@@ -30,7 +30,10 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from processor.state import State
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +64,7 @@ class Witness:
 class Snapshot:
     offset: int  # the changelog offset the entries cover (everything below it)
     witness: Witness
-    entries: dict[str, bytes]
+    entries: dict[str, State | bytes]  # bytes only; typed as the store's entries
     profiles: dict[bytes, Any]  # the interned profiles packed entries name (processor/compact)
 
 
