@@ -156,7 +156,6 @@ def _opt(s: str | None) -> bytes:
 # Encodings of the strings most states share (entity and event types, @type, the attribute
 # names of an instance shape, topics): encoding a state is on every commit's path.
 _SHARED_STR: dict[str, bytes] = {}
-_SHARED_OPT: dict[str | None, bytes] = {None: b"\x00"}
 _SHARED_MAX = 4096
 
 
@@ -170,12 +169,7 @@ def _shared_str(s: str) -> bytes:
 
 
 def _shared_opt(s: str | None) -> bytes:
-    out = _SHARED_OPT.get(s)
-    if out is None:
-        out = _opt(s)
-        if len(_SHARED_OPT) < _SHARED_MAX:
-            _SHARED_OPT[s] = out
-    return out
+    return b"\x00" if s is None else b"\x02" + _shared_str(s)
 
 
 def encode_state(state: State) -> bytes:
