@@ -10,20 +10,28 @@ from __future__ import annotations
 from functools import lru_cache
 from hashlib import blake2b
 from struct import Struct
+from typing import Any
 
 _MAX_MS = (1 << 48) - 1
 _COORDS = Struct(">qI")
 
 
 @lru_cache(maxsize=1024)
-def _prefix(topic: str, partition: int) -> bytes:
-    return f"{topic}\x00{partition}\x00".encode()
+def _hasher(topic: str, partition: int) -> Any:
+    # The prefix absorbed once; copying the state is cheaper than hashing it again.
+    return blake2b(f"{topic}\x00{partition}\x00".encode(), digest_size=10)
+
+
+_LOW_76 = (1 << 76) - 1
+_VARIANT_BITS = 0x3 << 62
 
 
 def event_id(time_ms: int, topic: str, partition: int, offset: int, index: int) -> str:
     ts = min(max(time_ms, 0), _MAX_MS)
-    d = blake2b(_prefix(topic, partition) + _COORDS.pack(offset, index), digest_size=10).digest()
-    # version 7 in the high nibble of byte 6, variant 0b10 in the top bits of byte 8
-    raw = ts.to_bytes(6, "big") + bytes((0x70 | (d[0] & 0x0F), d[1], 0x80 | (d[2] & 0x3F))) + d[3:]
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = _hasher(topic, partition).copy()
+    h.update(_COORDS.pack(offset, index))
+    d = int.from_bytes(h.digest(), "big")  # 80 bits
+    # 48-bit time, version 7, then the hash's bits with the variant 0b10 at bits 63..62
+    value = (ts << 80) | (0x7 << 76) | (d & _LOW_76 & ~_VARIANT_BITS) | (1 << 63)
+    x = f"{value:032x}"
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
