@@ -55,6 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from processor.logs import setup_logging
     from processor.loop import FatalError, Processor
     from processor.topics import TopicError
+    from processor.watchdog import Watchdog
 
     settings = _settings(args)
     setup_logging(settings.log_format, settings.log_level)
@@ -70,6 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         server = HttpServer(
             settings.http_port, processor.metrics.registry, processor.health, processor.readiness
         ).start()
+    watchdog = Watchdog(processor.health).start()
     try:
         return processor.run()
     except TopicError as exc:
@@ -85,6 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"tmf-events run: fatal: {exc}", file=sys.stderr)
         return 3
     finally:
+        watchdog.stop()
         if server is not None:
             server.stop()
 
