@@ -17,7 +17,15 @@ import hashlib
 import struct
 import threading
 
-from processor.state import State, _opt, _Reader, decode_state, encode_state, without_events
+from processor.state import (
+    State,
+    _opt,
+    _Reader,
+    decode_fields,
+    decode_state,
+    encode_state,
+    without_events,
+)
 from processor.timefmt import InvalidTimestampError, format_ms, parse_ms
 
 MARK = 0x01  # first byte: a format version, and a check against being fed Avro
@@ -184,97 +192,7 @@ def _pack(
 
 def pack_avro(key: str, data: bytes) -> bytes:
     """Pack a changelog value (its events, if any, are dropped) without building a State."""
-    try:
-        return _pack_avro(key, data)
-    except (IndexError, UnicodeDecodeError) as exc:
-        raise ValueError(f"corrupt state record: {exc!r}") from exc
-
-
-def _pack_avro(key: str, data: bytes) -> bytes:
-    pos = _skip_events(data)
-    read = _read_varint
-    n, pos = read(data, pos)
-    entity_type = data[pos : pos + n].decode()
-    pos += n
-    version, pos = read(data, pos)
-    n, pos = read(data, pos)
-    hash_ = data[pos : pos + n]
-    pos += n
-    n, pos = read(data, pos)
-    attr_names = data[pos : pos + n].decode()
-    pos += n
-    n, pos = read(data, pos)
-    digests = data[pos : pos + n]
-    pos += n
-    deleted = data[pos]
-    if deleted > 1:
-        raise ValueError("corrupt state record: bad boolean")
-    observed_at, pos = read(data, pos + 1)
-    offset, pos = read(data, pos)
-    opts: list[str | None] = []
-    for _ in range(5):
-        branch = data[pos]
-        pos += 1
-        if branch == 0:
-            opts.append(None)
-        elif branch == 2:
-            n, pos = read(data, pos)
-            opts.append(data[pos : pos + n].decode())
-            pos += n
-        else:
-            raise ValueError("corrupt state record: bad union branch")
-    if pos != len(data):
-        raise ValueError("corrupt state record: its length does not match its fields")
-    href, at_type, event_id, event_type, time = opts
-    return _pack(
-        key,
-        entity_type,
-        version,
-        hash_,
-        attr_names,
-        digests,
-        deleted == 1,
-        observed_at,
-        offset,
-        href,
-        at_type,
-        event_id,
-        event_type,
-        time,
-    )
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    b = data[pos]
-    pos += 1
-    if b < 0x80:
-        return (b >> 1) ^ -(b & 1), pos
-    z = b & 0x7F
-    shift = 7
-    while True:
-        b = data[pos]
-        pos += 1
-        z |= (b & 0x7F) << shift
-        if b < 0x80:
-            return (z >> 1) ^ -(z & 1), pos
-        shift += 7
-
-
-def _skip_events(data: bytes) -> int:
-    """Position after the record's event array (after its closing 0 count)."""
-    r = _Reader(data)
-    count = r.long()
-    while count != 0:
-        if count < 0:
-            size = r.long()
-            r.pos += size
-        else:
-            for _ in range(count):
-                for _field in range(4):
-                    r.bytes_()
-                r.bytes_()
-        count = r.long()
-    return r.pos
+    return _pack(key, *decode_fields(data))
 
 
 def unpack(key: str, data: bytes) -> State:

@@ -209,6 +209,23 @@ def encode_state(state: State) -> bytes:
 # -- decoding ---------------------------------------------------------------------------------
 
 
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """An Avro long (zig-zag varint) at `pos`, and the position after it."""
+    b = data[pos]
+    pos += 1
+    if b < 0x80:
+        return (b >> 1) ^ -(b & 1), pos
+    z = b & 0x7F
+    shift = 7
+    while True:
+        b = data[pos]
+        pos += 1
+        z |= (b & 0x7F) << shift
+        if b < 0x80:
+            return (z >> 1) ^ -(z & 1), pos
+        shift += 7
+
+
 class _Reader:
     __slots__ = ("data", "pos")
 
@@ -217,19 +234,8 @@ class _Reader:
         self.pos = 0
 
     def long(self) -> int:
-        data = self.data
-        pos = self.pos
-        b = data[pos]
-        pos += 1
-        z = b & 0x7F
-        shift = 7
-        while b & 0x80:
-            b = data[pos]
-            pos += 1
-            z |= (b & 0x7F) << shift
-            shift += 7
-        self.pos = pos
-        return (z >> 1) ^ -(z & 1)
+        value, self.pos = _varint(self.data, self.pos)
+        return value
 
     def bytes_(self) -> bytes:
         n = self.long()
@@ -259,36 +265,123 @@ class _Reader:
         return b == 1
 
 
+# The record's fields after the events, in `State`'s field order.
+StateFields = tuple[
+    str,
+    int,
+    bytes,
+    str,
+    bytes,
+    bool,
+    int,
+    int,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+]
+
+
+def _read_events(r: _Reader, keep: bool) -> tuple[StoredEvent, ...]:
+    events: list[StoredEvent] = []
+    count = r.long()
+    while count != 0:
+        if count < 0:
+            count = -count
+            size = r.long()  # the block's byte size
+            if not keep:
+                r.pos += size
+                count = r.long()
+                continue
+        for _ in range(count):
+            event = StoredEvent(r.str_(), r.str_(), r.str_(), r.str_(), r.bytes_())
+            if keep:
+                events.append(event)
+        count = r.long()
+    return tuple(events)
+
+
+def _read_fields(r: _Reader) -> StateFields:
+    """The fields after the events; read inline (this runs for every restored record)."""
+    data = r.data
+    read = _varint
+    n, pos = read(data, r.pos)
+    negative = n < 0  # a length; every one is checked below, at no cost per field
+    entity_type = data[pos : pos + n].decode()
+    pos += n
+    version, pos = read(data, pos)
+    n, pos = read(data, pos)
+    negative |= n < 0
+    hash_ = data[pos : pos + n]
+    pos += n
+    n, pos = read(data, pos)
+    negative |= n < 0
+    attr_names = data[pos : pos + n].decode()
+    pos += n
+    n, pos = read(data, pos)
+    negative |= n < 0
+    digests = data[pos : pos + n]
+    pos += n
+    deleted = data[pos]
+    if deleted > 1:
+        raise ValueError("bad boolean in state record")
+    observed_at, pos = read(data, pos + 1)
+    offset, pos = read(data, pos)
+    opts: list[str | None] = []
+    for _ in range(5):
+        branch = data[pos]
+        pos += 1
+        if branch == 0:
+            opts.append(None)
+        elif branch == 2:
+            n, pos = read(data, pos)
+            negative |= n < 0
+            opts.append(data[pos : pos + n].decode())
+            pos += n
+        else:
+            raise ValueError("bad union branch in state record")
+    if negative or pos > len(data):
+        raise ValueError("truncated state record")
+    r.pos = pos
+    href, at_type, event_id, event_type, time = opts
+    return (
+        entity_type,
+        version,
+        hash_,
+        attr_names,
+        digests,
+        deleted == 1,
+        observed_at,
+        offset,
+        href,
+        at_type,
+        event_id,
+        event_type,
+        time,
+    )
+
+
 def decode_state(data: bytes) -> State:
     try:
         r = _Reader(data)
-        events: list[StoredEvent] = []
-        count = r.long()
-        while count != 0:
-            if count < 0:
-                count = -count
-                r.long()  # the block's byte size
-            for _ in range(count):
-                events.append(StoredEvent(r.str_(), r.str_(), r.str_(), r.str_(), r.bytes_()))
-            count = r.long()
-        return State(
-            entity_type=r.str_(),
-            version=r.long(),
-            hash=r.bytes_(),
-            attr_names=r.str_(),
-            attr_digests=r.bytes_(),
-            deleted=r.boolean(),
-            observed_at=r.long(),
-            offset=r.long(),
-            href=r.opt(),
-            at_type=r.opt(),
-            last_event_id=r.opt(),
-            last_event_type=r.opt(),
-            last_event_time=r.opt(),
-            events=tuple(events),
-        )
+        events = _read_events(r, keep=True)
+        return State(*_read_fields(r), events=events)
     except (IndexError, UnicodeDecodeError) as exc:
         raise ValueError(f"corrupt state record: {exc}") from exc
+
+
+def decode_fields(data: bytes) -> StateFields:
+    """The fields of a whole record, its events skipped, without building a State."""
+    try:
+        r = _Reader(data)
+        _read_events(r, keep=False)
+        fields = _read_fields(r)
+    except (IndexError, UnicodeDecodeError) as exc:
+        raise ValueError(f"corrupt state record: {exc}") from exc
+    if r.pos != len(data):
+        raise ValueError("corrupt state record: its length does not match its fields")
+    return fields
 
 
 def without_events(data: bytes) -> bytes:
