@@ -54,7 +54,7 @@ class Profiles:
     def __init__(self) -> None:
         self.by_id: dict[bytes, Profile] = {}
         self.ids: dict[Profile, bytes] = {}
-        self.lock = threading.Lock()  # the API and tests may share the table across threads
+        self.lock = threading.Lock()  # processors in threads of one process share the table
 
     def intern(self, profile: Profile) -> bytes | None:
         found = self.ids.get(profile)

@@ -10,14 +10,13 @@ from __future__ import annotations
 from functools import lru_cache
 from hashlib import blake2b
 from struct import Struct
-from typing import Any
 
 _MAX_MS = (1 << 48) - 1
 _COORDS = Struct(">qI")
 
 
 @lru_cache(maxsize=1024)
-def _hasher(topic: str, partition: int) -> Any:
+def _hasher(topic: str, partition: int) -> blake2b:
     # The prefix absorbed once; copying the state is cheaper than hashing it again.
     return blake2b(f"{topic}\x00{partition}\x00".encode(), digest_size=10)
 

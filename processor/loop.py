@@ -595,8 +595,6 @@ class Processor:
 
     def _save_snapshots(self, partitions: list[int]) -> None:
         assert self.restorer is not None
-        if self.batch.open or not partitions:
-            return  # an open batch is a commit that did not happen: its state is not final
         try:
             self.restorer.save_snapshots(partitions)
         except Exception as exc:  # an optimisation: never fail a rebalance over it

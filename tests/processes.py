@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -356,6 +356,28 @@ class Send:
     partition: int | None = None  # None: the murmur2_random partitioner (by key)
 
 
+def produce_one(
+    producer: Producer,
+    topic: str,
+    record: Send,
+    on_delivery: Callable[[KafkaError | None, Message], None],
+) -> None:
+    """Produce one record, serving deliveries while the local queue is full."""
+    kwargs: dict[str, Any] = {"key": record.key, "value": record.value}
+    if record.timestamp_ms is not None:
+        kwargs["timestamp"] = record.timestamp_ms
+    if record.headers:
+        kwargs["headers"] = list(record.headers)
+    if record.partition is not None:
+        kwargs["partition"] = record.partition
+    while True:
+        try:
+            producer.produce(topic, on_delivery=on_delivery, **kwargs)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 def send(bootstrap: str, topic: str, records: Iterable[Send], timeout: float = 60) -> int:
     """Produce in order (idempotent, keyed like the upstream); return how many were sent."""
     producer = Producer(
@@ -374,19 +396,7 @@ def send(bootstrap: str, topic: str, records: Iterable[Send], timeout: float = 6
 
     count = 0
     for record in records:
-        kwargs: dict[str, Any] = {"key": record.key, "value": record.value}
-        if record.timestamp_ms is not None:
-            kwargs["timestamp"] = record.timestamp_ms
-        if record.headers:
-            kwargs["headers"] = list(record.headers)
-        if record.partition is not None:
-            kwargs["partition"] = record.partition
-        while True:
-            try:
-                producer.produce(topic, on_delivery=on_delivery, **kwargs)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_one(producer, topic, record, on_delivery)
         count += 1
         producer.poll(0)
     remaining = producer.flush(timeout)

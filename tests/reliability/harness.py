@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from processor.broker import free_port, tansu_command
@@ -30,6 +30,7 @@ from tests.processes import (
     Send,
     committed_offsets,
     end_offsets,
+    produce_one,
     read_input,
 )
 from tests.schema_check import assert_valid_event
@@ -92,7 +93,7 @@ class PacedProducer:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"load-{topic}", daemon=True)
 
-    def _on_delivery(self, error: KafkaError | None, _msg: object) -> None:
+    def _on_delivery(self, error: KafkaError | None, _msg: Message) -> None:
         if error is None:
             self.acked += 1
         else:
@@ -105,19 +106,7 @@ class PacedProducer:
             for record in self.records:
                 if self._stop.is_set():
                     break
-                kwargs: dict[str, Any] = {"key": record.key, "value": record.value}
-                if record.timestamp_ms is not None:
-                    kwargs["timestamp"] = record.timestamp_ms
-                if record.headers:
-                    kwargs["headers"] = list(record.headers)
-                if record.partition is not None:
-                    kwargs["partition"] = record.partition
-                while True:
-                    try:
-                        producer.produce(self.topic, on_delivery=self._on_delivery, **kwargs)
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
+                produce_one(producer, self.topic, record, self._on_delivery)
                 self.sent += 1
                 # Pacing while serving delivery reports (poll returns early when it serves one).
                 while not self._stop.is_set():
