@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed-dev
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The C fast path is compiled by the editable install: rebuilt when its sources change.
+$(STAMP): pyproject.toml hatch_build.py $(wildcard processor/native/*.c processor/native/*.h)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -6,22 +6,30 @@ Pure: the same records in the same order, against the same state, give the same 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
 from processor.config import Settings
 from processor.decide import Policy, decide
 from processor.dlq import dead_letter
 from processor.instance_check import InstanceCheck
 from processor.messages import OutMessage
-from processor.records import Decoder, InputRecord, Rejection
+from processor.native import build_engine
+from processor.records import Decoder, InputRecord, Rejection, traceparent_of
 from processor.render import Renderer
 from processor.state import State, StoredEvent
+from processor.store import NOT_PACKED
+
+if TYPE_CHECKING:
+    from processor._native import Engine
 
 Lookup = Callable[[int, str], State | None]
+# The key's packed state (processor/compact.py) for the C path: None when the key has no
+# state, NOT_PACKED when its state is not held packed (the Python path reads it then).
+PackedLookup = Callable[[int, str], bytes | None]
 
 
-@dataclass(slots=True)
-class Result:
+class Result(NamedTuple):
+    # A tuple, so the C path builds it without running Python code.
     # emit | unchanged | stale | unknown_delete | disabled | replayed | dead_letter
     outcome: str
     messages: list[OutMessage]
@@ -31,11 +39,21 @@ class Result:
     event_types: tuple[str, ...] = ()
     reason: str | None = None  # the dead-letter reason
     time_ms: int | None = None
+    # From the C path, instead of `state`: the state packed for the store, and its
+    # changelog value.
+    packed: bytes | None = None
+    encoded: bytes | None = None
+
+    @property
+    def changed(self) -> bool:
+        """Whether the record changed its key's state (a changelog write)."""
+        return self.state is not None or self.packed is not None
 
 
 class Core:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, native: bool = True) -> None:
         self.settings = settings
+        instance_check = InstanceCheck(settings.tmf_version)
         self.decoder = Decoder(
             input_format=settings.input_format,
             max_record_bytes=settings.max_record_bytes,
@@ -46,15 +64,27 @@ class Core:
             {str(k): v for k, v in settings.state_fields.items()},
             list(settings.entity_types),
             settings.tmf_version,
-            InstanceCheck(settings.tmf_version).problem,
+            instance_check.problem,
         )
         self.renderer = Renderer(settings)
+        self.engine: Engine | None = (
+            build_engine(settings, self.renderer, instance_check, Result) if native else None
+        )
+        self.native_records = 0  # records the C path took
         self.dlq_topic = settings.dlq_topic
         self.history = settings.history
         # librdkafka refuses larger messages; its default unless the settings raise it.
         self.max_message_bytes = int(settings.kafka.get("message.max.bytes", 1_000_000))
 
-    def process(self, record: InputRecord, lookup: Lookup) -> Result:
+    def process(
+        self, record: InputRecord, lookup: Lookup, packed: PackedLookup | None = None
+    ) -> Result:
+        """`packed` lets the C path (where built) take plain records; `lookup` serves the rest."""
+        engine = self.engine
+        if engine is not None and packed is not None:
+            fast = self._fast(engine, record, packed)
+            if fast is not None:
+                return fast
         change = self.decoder.decode(record)
         if isinstance(change, Rejection):
             return self._reject(record, change)
@@ -127,6 +157,32 @@ class Core:
             tuple(s.type for s in rendered.stored),
             time_ms=change.time_ms,
         )
+
+    def _fast(self, engine: Engine, record: InputRecord, packed: PackedLookup) -> Result | None:
+        value = record.value
+        raw_key = record.key
+        if not raw_key:
+            return None
+        try:
+            key = raw_key.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        state = packed(record.partition, key)
+        if state == NOT_PACKED:
+            return None
+        result: Result | None = engine.process(
+            value,
+            raw_key,
+            key,
+            record.partition,
+            record.offset,
+            record.timestamp_ms,
+            traceparent_of(record.headers) if record.headers else None,
+            state,
+        )
+        if result is not None:
+            self.native_records += 1
+        return result
 
     def _reject(self, record: InputRecord, rejection: Rejection) -> Result:
         return Result(

@@ -77,11 +77,13 @@ class InstanceCheck:
 
     def __init__(self, tmf_version: str) -> None:
         self.rules: dict[str, tuple[_Rule, ...]] = {}
+        self.properties: dict[str, dict[str, Any]] = {}  # the schemas' rules (the C path's too)
         for entity_type, name in _ENTITY.items():
             schema = load_json_schema(
                 event_schema_id(entity_type, tmf_version, f"{name}CreateEvent")
             )
             props = schema["$defs"][name]["properties"]
+            self.properties[entity_type] = props
             self.rules[entity_type] = tuple(
                 (member, *_fast_path(rule), _compile(rule)) for member, rule in props.items()
             )

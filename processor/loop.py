@@ -30,14 +30,15 @@ from confluent_kafka import (
 )
 
 from processor.changelog import Restorer
+from processor.compact import unpack
 from processor.config import Settings
-from processor.core import Core
+from processor.core import Core, Result
 from processor.logs import KAFKA_LOGGER
 from processor.messages import OutMessage
 from processor.metrics import Metrics
 from processor.records import InputRecord
 from processor.state import State, encode_state
-from processor.store import StateStore
+from processor.store import NOT_PACKED, StateStore
 from processor.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,9 @@ class _Batch:
     open: bool = False  # a transaction has begun
     records: int = 0
     offsets: dict[int, int] = field(default_factory=dict)  # partition -> next offset
-    staged: dict[tuple[int, str], State] = field(default_factory=dict)
+    # The newest result per changed key: its state (Python path) or packed state and
+    # changelog value (C path) reach the store once the batch commits.
+    staged: dict[tuple[int, str], Result] = field(default_factory=dict)
     first_time_ms: dict[int, int] = field(default_factory=dict)
     consumed: Tally[tuple[str, int]] = field(default_factory=Tally)
     emitted: Tally[tuple[str, str]] = field(default_factory=Tally)
@@ -342,14 +345,11 @@ class Processor:
             self._call(lambda prod: prod.begin_transaction())
             batch.open = True
         record = to_record(msg)
-        staged = batch.staged
-        result = self.core.process(
-            record, lambda part, key: staged.get((part, key)) or self.store.get(part, key)
-        )
+        result = self.core.process(record, self._state_of, self._packed_of)
         for out in result.messages:
             self._produce(out)
-        if result.state is not None and result.key is not None:
-            staged[(p, result.key)] = result.state
+        if result.key is not None and result.changed:
+            batch.staged[(p, result.key)] = result
         batch.records += 1
         batch.offsets[p] = record.offset + 1
         batch.consumed[(record.topic, p)] += 1
@@ -364,6 +364,20 @@ class Processor:
             batch.dead[result.reason or "unknown"] += 1
         else:
             batch.skipped[outcome] += 1
+
+    def _state_of(self, partition: int, key: str) -> State | None:
+        staged = self.batch.staged.get((partition, key))
+        if staged is None:
+            return self.store.get(partition, key)
+        if staged.state is None and staged.packed is not None:
+            return unpack(key, staged.packed)
+        return staged.state
+
+    def _packed_of(self, partition: int, key: str) -> bytes | None:
+        staged = self.batch.staged.get((partition, key))
+        if staged is None:
+            return self.store.packed(partition, key)
+        return staged.packed if staged.packed is not None else NOT_PACKED
 
     def _produce(self, out: OutMessage) -> None:
         assert self.producer is not None
@@ -394,7 +408,10 @@ class Processor:
         try:
             self._flush()
             changelog = self.settings.changelog_topic
-            encoded = {pk: encode_state(state) for pk, state in batch.staged.items()}
+            encoded = {
+                pk: r.encoded if r.encoded is not None else encode_state(_state(r))
+                for pk, r in batch.staged.items()
+            }
             for (p, key), data in encoded.items():
                 self._produce(OutMessage(changelog, p, key.encode(), data, []))
             self._flush()
@@ -408,7 +425,11 @@ class Processor:
         touched: set[int] = set()
         for (p, key), data in encoded.items():
             if p in self.assigned:
-                self.store.put(p, key, batch.staged[(p, key)], data)
+                staged = batch.staged[(p, key)]
+                if staged.packed is not None:
+                    self.store.put_packed(p, key, staged.packed)
+                else:
+                    self.store.put(p, key, _state(staged), data)
                 touched.add(p)
         self.metrics.publish_state_keys({p: self.store.keys(p) for p in touched})
         now = time.time()
@@ -638,3 +659,8 @@ def _kafka_error_of(exc: BaseException) -> KafkaError:
             return seen.args[0]
         seen = seen.__cause__ or seen.__context__
     raise exc
+
+
+def _state(result: Result) -> State:
+    assert result.state is not None  # a staged result without a packed state has one
+    return result.state

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(slots=True)
-class OutMessage:
+class OutMessage(NamedTuple):
+    # A tuple: the C path (processor/native) builds it without running Python code.
     topic: str
     partition: int | None  # None: the producer's partitioner decides (by key)
     key: bytes | None

@@ -109,7 +109,7 @@ class Decoder:
             key = record.key.decode("utf-8")
         except UnicodeDecodeError as exc:
             return Rejection("invalid_utf8", f"key is not valid UTF-8: {exc.reason}")
-        traceparent = _traceparent(record.headers)
+        traceparent = traceparent_of(record.headers)
         if value is None:
             if record.timestamp_ms is None or record.timestamp_ms < 0:
                 return Rejection("missing_timestamp", "tombstone without a record timestamp")
@@ -232,7 +232,7 @@ def _envelope_ok(parsed: dict[str, Any]) -> bool:
 _TRACEPARENT = re.compile(rb"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}\Z")
 
 
-def _traceparent(headers: list[Header]) -> bytes | None:
+def traceparent_of(headers: list[Header]) -> bytes | None:
     """The W3C traceparent to copy onto events; a malformed one is not propagated."""
     for k, v in headers:
         if k == "traceparent":

@@ -5,6 +5,9 @@ from __future__ import annotations
 from processor.compact import pack, pack_avro, unpack
 from processor.state import State, decode_state, encode_state
 
+# What `packed` returns for a key whose state is not held packed (no packed entry is empty).
+NOT_PACKED = b""
+
 
 class StateStore:
     """Entries per partition and key.
@@ -27,6 +30,21 @@ class StateStore:
         if value is None or isinstance(value, State):
             return value
         return decode_state(value) if self.keep_events else unpack(key, value)
+
+    def packed(self, partition: int, key: str) -> bytes | None:
+        """The key's packed state for the C path: None when it has no state, NOT_PACKED when
+        the store keeps its states another way."""
+        if self.keep_events:
+            return NOT_PACKED
+        part = self.partitions.get(partition)
+        if part is None:
+            return None
+        value = part.get(key)
+        return value if value is None or isinstance(value, bytes) else NOT_PACKED
+
+    def put_packed(self, partition: int, key: str, packed: bytes) -> None:
+        """A state the C path packed (only ever with `keep_events` off)."""
+        self.partitions.setdefault(partition, {})[key] = packed
 
     def put_raw(self, partition: int, key: str, data: bytes | None) -> None:
         """A changelog value (None: a tombstone)."""

@@ -1,0 +1,22 @@
+# The C fast path (processor/native/*.c), built by hatch_build.py; see processor/native.py.
+from typing import Any
+
+class Engine:
+    def __init__(self, spec: dict[str, Any], /) -> None: ...
+    def process(
+        self,
+        value: bytes | None,
+        key: bytes,
+        key_text: str,
+        partition: int,
+        offset: int,
+        timestamp_ms: int | None,
+        traceparent: bytes | None,
+        packed: bytes | None,
+        /,
+    ) -> Any: ...  # processor.core.Result, or None: the Python path takes the record
+
+def blake2b(data: bytes, digest_size: int, /) -> bytes: ...
+def crc32(data: bytes, /) -> int: ...
+def format_ms(ms: int, /) -> str: ...
+def parse_ms(text: str, /) -> int | None: ...

@@ -1,0 +1,137 @@
+#include "hashes.h"
+
+#include <string.h>
+
+static const uint64_t IV[8] = {
+    0x6a09e667f3bcc908ULL, 0xbb67ae8584caa73bULL, 0x3c6ef372fe94f82bULL, 0xa54ff53a5f1d36f1ULL,
+    0x510e527fade682d1ULL, 0x9b05688c2b3e6c1fULL, 0x1f83d9abfb41bd6bULL, 0x5be0cd19137e2179ULL,
+};
+
+static const uint8_t SIGMA[12][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+    {11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4},
+    {7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8},
+    {9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13},
+    {2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9},
+    {12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11},
+    {13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10},
+    {6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5},
+    {10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15},
+    {14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3},
+};
+
+static inline uint64_t rotr(uint64_t x, int n) { return (x >> n) | (x << (64 - n)); }
+
+static inline uint64_t load64(const uint8_t *p) {
+    uint64_t v;
+    memcpy(&v, p, 8); /* little-endian hosts only; see the check in engine.c */
+    return v;
+}
+
+#define G(a, b, c, d, x, y)          \
+    do {                             \
+        a = a + b + (x);             \
+        d = rotr(d ^ a, 32);         \
+        c = c + d;                   \
+        b = rotr(b ^ c, 24);         \
+        a = a + b + (y);             \
+        d = rotr(d ^ a, 16);         \
+        c = c + d;                   \
+        b = rotr(b ^ c, 63);         \
+    } while (0)
+
+static void compress(blake2b_state *s, const uint8_t *block, int last) {
+    uint64_t m[16], v[16];
+    for (int i = 0; i < 16; i++) m[i] = load64(block + 8 * i);
+    for (int i = 0; i < 8; i++) {
+        v[i] = s->h[i];
+        v[i + 8] = IV[i];
+    }
+    v[12] ^= s->t[0];
+    v[13] ^= s->t[1];
+    if (last) v[14] = ~v[14];
+    for (int r = 0; r < 12; r++) {
+        const uint8_t *z = SIGMA[r];
+        G(v[0], v[4], v[8], v[12], m[z[0]], m[z[1]]);
+        G(v[1], v[5], v[9], v[13], m[z[2]], m[z[3]]);
+        G(v[2], v[6], v[10], v[14], m[z[4]], m[z[5]]);
+        G(v[3], v[7], v[11], v[15], m[z[6]], m[z[7]]);
+        G(v[0], v[5], v[10], v[15], m[z[8]], m[z[9]]);
+        G(v[1], v[6], v[11], v[12], m[z[10]], m[z[11]]);
+        G(v[2], v[7], v[8], v[13], m[z[12]], m[z[13]]);
+        G(v[3], v[4], v[9], v[14], m[z[14]], m[z[15]]);
+    }
+    for (int i = 0; i < 8; i++) s->h[i] ^= v[i] ^ v[i + 8];
+}
+
+static void count(blake2b_state *s, size_t n) {
+    s->t[0] += n;
+    if (s->t[0] < n) s->t[1]++;
+}
+
+void blake2b_init(blake2b_state *s, size_t outlen) {
+    memcpy(s->h, IV, sizeof IV);
+    s->h[0] ^= 0x01010000ULL ^ (uint64_t)outlen; /* fanout 1, depth 1, no key */
+    s->t[0] = s->t[1] = 0;
+    s->fill = 0;
+    s->outlen = outlen;
+}
+
+void blake2b_update(blake2b_state *s, const void *data, size_t len) {
+    const uint8_t *p = data;
+    while (len > 0) {
+        /* The last block must be compressed with the final flag, so a full buffer waits
+           until more input proves it is not the last. */
+        if (s->fill == 128) {
+            count(s, 128);
+            compress(s, s->buf, 0);
+            s->fill = 0;
+        }
+        size_t take = 128 - s->fill;
+        if (take > len) take = len;
+        memcpy(s->buf + s->fill, p, take);
+        s->fill += take;
+        p += take;
+        len -= take;
+    }
+}
+
+void blake2b_final(blake2b_state *s, uint8_t *out) {
+    count(s, s->fill);
+    memset(s->buf + s->fill, 0, 128 - s->fill);
+    compress(s, s->buf, 1);
+    uint8_t full[64];
+    memcpy(full, s->h, 64);
+    memcpy(out, full, s->outlen);
+}
+
+/* CRC-32, slicing by 8: tables built once at import. */
+static uint32_t CRC[8][256];
+void crc32_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320U ^ (c >> 1) : c >> 1;
+        CRC[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; i++)
+        for (int t = 1; t < 8; t++) CRC[t][i] = (CRC[t - 1][i] >> 8) ^ CRC[0][CRC[t - 1][i] & 0xFF];
+}
+
+uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t len) {
+    crc = ~crc;
+    while (len >= 8) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + 4, 4);
+        a ^= crc;
+        crc = CRC[7][a & 0xFF] ^ CRC[6][(a >> 8) & 0xFF] ^ CRC[5][(a >> 16) & 0xFF] ^
+              CRC[4][a >> 24] ^ CRC[3][b & 0xFF] ^ CRC[2][(b >> 8) & 0xFF] ^
+              CRC[1][(b >> 16) & 0xFF] ^ CRC[0][b >> 24];
+        p += 8;
+        len -= 8;
+    }
+    while (len--) crc = CRC[0][(crc ^ *p++) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}

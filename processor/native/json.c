@@ -1,0 +1,388 @@
+#include "json.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const unsigned char *p;
+    const unsigned char *end;
+    jdoc *doc;
+    int max_depth;
+} reader;
+
+static inline void skip_ws(reader *r) {
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\n' || *r->p == '\r' || *r->p == '\t'))
+        r->p++;
+}
+
+/* Validates the UTF-8 of a string's contents and finds its closing quote. */
+static int read_string(reader *r, const char **s, uint32_t *len) {
+    const unsigned char *p = ++r->p; /* after the opening quote */
+    const unsigned char *end = r->end;
+    const unsigned char *start = p;
+    while (p < end) {
+        unsigned char c = *p;
+        if (c == '"') {
+            *s = (const char *)start;
+            *len = (uint32_t)(p - start);
+            r->p = p + 1;
+            return 0;
+        }
+        if (c < 0x20 || c == '\\') return -1;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) {
+            if (end - p < 2 || (p[1] & 0xC0) != 0x80) return -1;
+            p += 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            if (end - p < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return -1;
+            if (c == 0xE0 && p[1] < 0xA0) return -1; /* overlong */
+            if (c == 0xED && p[1] > 0x9F) return -1; /* surrogate */
+            p += 3;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            if (end - p < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 ||
+                (p[3] & 0xC0) != 0x80)
+                return -1;
+            if (c == 0xF0 && p[1] < 0x90) return -1; /* overlong */
+            if (c == 0xF4 && p[1] > 0x8F) return -1; /* beyond U+10FFFF */
+            p += 4;
+        } else {
+            return -1;
+        }
+    }
+    return -1;
+}
+
+static int read_value(reader *r, jnode *out, int depth);
+
+static int read_container(reader *r, jnode *out, int depth, int object) {
+    jdoc *doc = r->doc;
+    if (depth > r->max_depth) return -1;
+    r->p++;
+    size_t base = doc->sp;
+    skip_ws(r);
+    char close = object ? '}' : ']';
+    if (r->p < r->end && *r->p == close) {
+        r->p++;
+    } else {
+        for (;;) {
+            if (doc->sp >= doc->cap) return -1;
+            jnode *slot = &doc->stack[doc->sp++];
+            slot->key = NULL;
+            slot->klen = 0;
+            if (object) {
+                skip_ws(r);
+                if (r->p >= r->end || *r->p != '"') return -1;
+                if (read_string(r, &slot->key, &slot->klen) < 0) return -1;
+                skip_ws(r);
+                if (r->p >= r->end || *r->p != ':') return -1;
+                r->p++;
+            }
+            skip_ws(r);
+            if (read_value(r, slot, depth + 1) < 0) return -1;
+            skip_ws(r);
+            if (r->p >= r->end) return -1;
+            if (*r->p == ',') {
+                r->p++;
+                continue;
+            }
+            if (*r->p != close) return -1;
+            r->p++;
+            break;
+        }
+    }
+    size_t n = doc->sp - base;
+    if (doc->used + n > doc->cap) return -1;
+    out->kids = doc->arena + doc->used;
+    memcpy(out->kids, doc->stack + base, n * sizeof(jnode));
+    doc->used += n;
+    doc->sp = base;
+    out->type = object ? J_OBJ : J_ARR;
+    out->len = (uint32_t)n;
+    out->s = NULL;
+    return 0;
+}
+
+static int literal(reader *r, const char *word, size_t n) {
+    if ((size_t)(r->end - r->p) < n || memcmp(r->p, word, n) != 0) return -1;
+    r->p += n;
+    return 0;
+}
+
+static int read_value(reader *r, jnode *out, int depth) {
+    if (r->p >= r->end) return -1;
+    out->kids = NULL;
+    out->s = NULL;
+    out->len = 0;
+    switch (*r->p) {
+    case '{':
+        return read_container(r, out, depth, 1);
+    case '[':
+        return read_container(r, out, depth, 0);
+    case '"':
+        out->type = J_STR;
+        return read_string(r, &out->s, &out->len);
+    case 't':
+        out->type = J_TRUE;
+        return literal(r, "true", 4);
+    case 'f':
+        out->type = J_FALSE;
+        return literal(r, "false", 5);
+    case 'n':
+        out->type = J_NULL;
+        return literal(r, "null", 4);
+    default: {
+        const unsigned char *start = r->p;
+        const unsigned char *p = start;
+        if (*p == '-') p++;
+        const unsigned char *digits = p;
+        while (p < r->end && *p >= '0' && *p <= '9') p++;
+        size_t n = (size_t)(p - digits);
+        if (n == 0 || n > 18) return -1;
+        if (digits[0] == '0' && (n > 1 || digits != start)) return -1; /* 01, -0 */
+        if (p < r->end && (*p == '.' || *p == 'e' || *p == 'E')) return -1;
+        out->type = J_INT;
+        out->s = (const char *)start;
+        out->len = (uint32_t)(p - start);
+        r->p = p;
+        return 0;
+    }
+    }
+}
+
+int json_parse(jdoc *doc, const char *text, size_t len, int max_depth, jnode *root) {
+    /* Every node but the root takes at least two bytes of text ("1," or "1]"). */
+    size_t need = len / 2 + 4;
+    if (need > doc->cap) {
+        free(doc->arena);
+        free(doc->stack);
+        doc->arena = malloc(need * sizeof(jnode));
+        doc->stack = malloc(need * sizeof(jnode));
+        if (doc->arena == NULL || doc->stack == NULL) {
+            free(doc->arena);
+            free(doc->stack);
+            doc->arena = doc->stack = NULL;
+            doc->cap = 0;
+            return -1;
+        }
+        doc->cap = need;
+    }
+    doc->used = doc->sp = 0;
+    reader r = {(const unsigned char *)text, (const unsigned char *)text + len, doc, max_depth};
+    skip_ws(&r);
+    root->key = NULL;
+    root->klen = 0;
+    if (read_value(&r, root, 1) < 0) return -1;
+    skip_ws(&r);
+    return r.p == r.end ? 0 : -1;
+}
+
+void jdoc_free(jdoc *doc) {
+    free(doc->arena);
+    free(doc->stack);
+    doc->arena = doc->stack = NULL;
+    doc->cap = 0;
+}
+
+/* -- private trees ------------------------------------------------------------------------ */
+
+ptree *ptree_new(void) { return calloc(1, sizeof(ptree)); }
+
+int ptree_find(const ptree *t, const char *name, size_t len, const ptree **sub) {
+    if (t == NULL) return 0;
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->e[i].len == len && memcmp(t->e[i].name, name, len) == 0) {
+            *sub = t->e[i].sub;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static pentry *ptree_entry(ptree *t, const char *name, size_t len) {
+    for (size_t i = 0; i < t->n; i++)
+        if (t->e[i].len == len && memcmp(t->e[i].name, name, len) == 0) return &t->e[i];
+    pentry *grown = realloc(t->e, (t->n + 1) * sizeof(pentry));
+    if (grown == NULL) return NULL;
+    t->e = grown;
+    pentry *e = &t->e[t->n];
+    e->name = malloc(len + 1);
+    if (e->name == NULL) return NULL;
+    memcpy(e->name, name, len);
+    e->name[len] = 0;
+    e->len = len;
+    e->sub = ptree_new();
+    if (e->sub == NULL) {
+        free(e->name);
+        return NULL;
+    }
+    t->n++;
+    return e;
+}
+
+/* Same rules as processor/canonical.py compile_private: the last part drops the member, a
+   shorter path that already drops it wins over a longer one. */
+int ptree_add(ptree *t, const char *path, size_t len) {
+    ptree *node = t;
+    size_t start = 0;
+    for (;;) {
+        size_t end = start;
+        while (end < len && path[end] != '.') end++;
+        int last = end == len;
+        const ptree *existing;
+        int found = ptree_find(node, path + start, end - start, &existing);
+        if (found && existing == NULL) return 0; /* already dropped whole */
+        pentry *e = ptree_entry(node, path + start, end - start);
+        if (e == NULL) return -1;
+        if (last) {
+            ptree_free(e->sub);
+            e->sub = NULL;
+            return 0;
+        }
+        node = e->sub;
+        start = end + 1;
+    }
+}
+
+void ptree_free(ptree *t) {
+    if (t == NULL) return;
+    for (size_t i = 0; i < t->n; i++) {
+        free(t->e[i].name);
+        ptree_free(t->e[i].sub);
+    }
+    free(t->e);
+    free(t);
+}
+
+/* -- writing ------------------------------------------------------------------------------ */
+
+int jbuf_reserve(jbuf *b, size_t more) {
+    if (b->len + more <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + more) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (p == NULL) return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+int jbuf_put(jbuf *b, const void *data, size_t n) {
+    if (jbuf_reserve(b, n) < 0) return -1;
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    return 0;
+}
+
+int jbuf_str(jbuf *b, const char *s, size_t n) {
+    if (jbuf_reserve(b, n + 2) < 0) return -1;
+    b->p[b->len++] = '"';
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len++] = '"';
+    return 0;
+}
+
+static inline int key_cmp(const jnode *a, const jnode *b) {
+    size_t n = a->klen < b->klen ? a->klen : b->klen;
+    int c = memcmp(a->key, b->key, n);
+    if (c != 0) return c;
+    return (a->klen > b->klen) - (a->klen < b->klen);
+}
+
+static int key_cmp_qsort(const void *a, const void *b) {
+    return key_cmp(*(const jnode *const *)a, *(const jnode *const *)b);
+}
+
+#define SMALL_OBJECT 64
+
+static int write_object(jbuf *b, const jnode *node, const ptree *t, int sorted) {
+    const jnode *small[SMALL_OBJECT];
+    const jnode **order = small;
+    size_t n = 0;
+    if (node->len > SMALL_OBJECT) {
+        order = malloc(node->len * sizeof(jnode *));
+        if (order == NULL) return -1;
+    }
+    int rc = 0;
+    for (uint32_t i = 0; i < node->len; i++) {
+        const jnode *kid = &node->kids[i];
+        const ptree *sub;
+        if (ptree_find(t, kid->key, kid->klen, &sub) && sub == NULL) continue;
+        order[n++] = kid;
+    }
+    if (n > 1) {
+        if (n <= 16) {
+            for (size_t i = 1; i < n; i++) {
+                const jnode *x = order[i];
+                size_t j = i;
+                while (j > 0 && key_cmp(order[j - 1], x) > 0) {
+                    order[j] = order[j - 1];
+                    j--;
+                }
+                order[j] = x;
+            }
+        } else {
+            qsort(order, n, sizeof(jnode *), key_cmp_qsort);
+        }
+        for (size_t i = 1; i < n; i++)
+            if (key_cmp(order[i - 1], order[i]) == 0) {
+                rc = -1;
+                goto done;
+            }
+        if (!sorted) {
+            /* Duplicates checked; write in document order. */
+            n = 0;
+            for (uint32_t i = 0; i < node->len; i++) {
+                const jnode *kid = &node->kids[i];
+                const ptree *sub;
+                if (ptree_find(t, kid->key, kid->klen, &sub) && sub == NULL) continue;
+                order[n++] = kid;
+            }
+        }
+    }
+    if (jbuf_put(b, "{", 1) < 0) {
+        rc = -1;
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const jnode *kid = order[i];
+        const ptree *sub = NULL;
+        if (!ptree_find(t, kid->key, kid->klen, &sub)) sub = NULL;
+        if ((i && jbuf_put(b, ",", 1) < 0) || jbuf_str(b, kid->key, kid->klen) < 0 ||
+            jbuf_put(b, ":", 1) < 0 || json_write(b, kid, sub, sorted) < 0) {
+            rc = -1;
+            goto done;
+        }
+    }
+    rc = jbuf_put(b, "}", 1);
+done:
+    if (order != small) free(order);
+    return rc;
+}
+
+int json_write(jbuf *b, const jnode *node, const ptree *t, int sorted) {
+    switch (node->type) {
+    case J_NULL:
+        return jbuf_put(b, "null", 4);
+    case J_FALSE:
+        return jbuf_put(b, "false", 5);
+    case J_TRUE:
+        return jbuf_put(b, "true", 4);
+    case J_INT:
+        return jbuf_put(b, node->s, node->len);
+    case J_STR:
+        return jbuf_str(b, node->s, node->len);
+    case J_ARR:
+        /* A private path through an array applies to each element. */
+        if (jbuf_put(b, "[", 1) < 0) return -1;
+        for (uint32_t i = 0; i < node->len; i++)
+            if ((i && jbuf_put(b, ",", 1) < 0) || json_write(b, &node->kids[i], t, sorted) < 0)
+                return -1;
+        return jbuf_put(b, "]", 1);
+    default:
+        return write_object(b, node, t, sorted);
+    }
+}

@@ -1,0 +1,70 @@
+/* A strict JSON reader for the subset the fast path takes, and its writers.
+
+   The subset: objects, arrays, strings without escapes or control characters (valid UTF-8),
+   integers of up to 18 digits, true, false, null. Anything else (floats, escapes, very long
+   integers, "-0") makes the reader give up, and the caller falls back to the Python path,
+   which handles all of JSON. Inside the subset the writers produce exactly what orjson
+   writes for the same values: strings and integers come out as they went in. */
+#ifndef TMF_JSON_H
+#define TMF_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { J_NULL, J_FALSE, J_TRUE, J_INT, J_STR, J_ARR, J_OBJ };
+
+typedef struct jnode {
+    const char *key; /* member name when the node is an object member */
+    const char *s;   /* string contents or integer text */
+    struct jnode *kids;
+    uint32_t klen;
+    uint32_t len; /* bytes of s, or number of kids */
+    uint8_t type;
+} jnode;
+
+typedef struct {
+    jnode *arena;
+    jnode *stack;
+    size_t cap;
+    size_t used;
+    size_t sp;
+} jdoc;
+
+/* 0 on success; -1 when the text is outside the subset, deeper than max_depth, or memory
+   ran out. The nodes point into `text`, which must outlive them. */
+int json_parse(jdoc *doc, const char *text, size_t len, int max_depth, jnode *root);
+void jdoc_free(jdoc *doc);
+
+/* Private members: a name drops the member (sub == NULL) or descends into it. */
+typedef struct ptree ptree;
+typedef struct {
+    char *name;
+    size_t len;
+    ptree *sub;
+} pentry;
+struct ptree {
+    size_t n;
+    pentry *e;
+};
+
+/* 1 and the subtree (NULL: drop) when `name` is in the tree; 0 when it is not. */
+int ptree_find(const ptree *t, const char *name, size_t len, const ptree **sub);
+ptree *ptree_new(void);
+int ptree_add(ptree *t, const char *path, size_t len);
+void ptree_free(ptree *t);
+
+typedef struct {
+    char *p;
+    size_t len;
+    size_t cap;
+} jbuf;
+
+int jbuf_reserve(jbuf *b, size_t more);
+int jbuf_put(jbuf *b, const void *data, size_t n);
+int jbuf_str(jbuf *b, const char *s, size_t n); /* a JSON string of escape-free text */
+
+/* Writes `node` without the members `t` makes private: keys sorted (canonical) or in their
+   order. -1 on a duplicate member name (orjson would keep one; the caller falls back). */
+int json_write(jbuf *b, const jnode *node, const ptree *t, int sorted);
+
+#endif
