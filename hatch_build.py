@@ -2,7 +2,7 @@
 
 Without a C compiler the package still builds and works: the processor then takes its
 Python path for every record, about eight times slower (bench/core.py). Set
-TMF_EVENTS_REQUIRE_NATIVE=1 to make a failed compile fail the build instead (CI, images).
+TMF_REQUIRE_NATIVE=1 to make a failed compile fail the build instead (CI, images).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class NativeBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         try:
             built = _compile(root, out)
         except Exception as exc:
-            if os.environ.get("TMF_EVENTS_REQUIRE_NATIVE"):
+            if os.environ.get("TMF_REQUIRE_NATIVE"):
                 raise
             self.app.display_warning(
                 f"tmf-events: the C fast path was not built ({exc}); "

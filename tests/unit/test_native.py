@@ -30,7 +30,7 @@ from processor.synthetic import Generator, Mix
 from processor.timefmt import MAX_MS, InvalidTimestampError, format_ms, parse_ms
 
 if not native.AVAILABLE:
-    if os.environ.get("TMF_EVENTS_REQUIRE_NATIVE"):
+    if os.environ.get("TMF_REQUIRE_NATIVE"):
         pytest.fail("the C fast path was not built (no C compiler at install time?)")
     pytest.skip("the C fast path is not built here", allow_module_level=True)
 
