@@ -29,6 +29,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from processor import native
 from processor.changelog import Restorer
 from processor.compact import unpack
 from processor.config import Settings
@@ -208,12 +209,13 @@ class Processor:
             ensure_topics(s)
         self.producer = self._new_producer()
         log.info(
-            "starting: app_id=%s instance_id=%s input=%s transactional.id=%s-%s",
+            "starting: app_id=%s instance_id=%s input=%s transactional.id=%s-%s core=%s",
             s.app_id,
             s.instance_id,
             self.input,
             s.app_id,
             s.instance_id,
+            native.describe(s) if self.core.engine is None else "C fast path",
         )
         self._init_transactions()
         self.producer_ready = True

@@ -77,6 +77,17 @@ def _json_str(raw: bytes) -> bytes:
     return orjson.dumps(raw.decode("utf-8", "replace"))
 
 
+def describe(settings: Settings) -> str:
+    """Why records take the Python path only (for the startup log)."""
+    if _native is None:
+        return "Python path (the C fast path was not built: no C compiler at install time)"
+    if settings.input_format != "json":
+        return "Python path (the C fast path reads JSON input only)"
+    if settings.history != 1:
+        return "Python path (the C fast path keeps no event history: history is above 1)"
+    return "Python path"
+
+
 def build_engine(
     settings: Settings, renderer: Renderer, check: InstanceCheck, result: type
 ) -> Engine | None:

@@ -18,6 +18,7 @@
 #define HEADROOM 65536 /* processor/core.py _HEADROOM */
 #define FAST_MAX_BYTES (256 * 1024)
 #define MAX_NAMES 256
+#define MAX_DEPTH 128
 
 enum { K_CREATE, K_AVC, K_STATE, K_OPSTATUS, K_DELETE, NKINDS };
 enum {
@@ -275,8 +276,10 @@ static int engine_init(Engine *self, PyObject *args, PyObject *kwds) {
     if ((v = get(spec, "max_message_bytes")) == NULL) return -1;
     self->max_message = PyLong_AsLongLong(v);
     if ((v = get(spec, "max_json_depth")) == NULL) return -1;
-    self->max_depth = (int)PyLong_AsLong(v);
+    long depth = PyLong_AsLong(v);
     if (PyErr_Occurred()) return -1;
+    /* The reader and writers recurse: deeper documents take the Python path. */
+    self->max_depth = depth > MAX_DEPTH ? MAX_DEPTH : (int)depth;
     if (keep_span(self, spec, "input_topic", &self->input_topic) < 0 ||
         keep_span(self, spec, "source_json", &self->source_json) < 0 ||
         keep_span(self, spec, "constants_json", &self->constants) < 0 ||

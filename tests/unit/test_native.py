@@ -278,6 +278,8 @@ def _instance(draw: st.DrawFn, key: str) -> dict[str, Any]:
 
 # Members written as raw JSON text: bad UTF-8, numbers and literals at the edges of what
 # the C reader takes, escapes. The Python path decides; the C path must agree or hand over.
+# The instance is at depth 2: an array nested 62 deep inside it reaches the limit (64).
+_DEEPEST = b'"x":' + b"[" * 62 + b"1" + b"]" * 62
 _RAW_MEMBERS = [
     b'"x":"\xed\xa0\x80"',  # a surrogate
     b'"x":"\xc0\xaf"',  # overlong
@@ -303,7 +305,8 @@ _RAW_MEMBERS = [
     b'"x":nul',
     b'"x":[1,]',
     b'"x":{"a":1,}',
-    b'"x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]',
+    _DEEPEST,
+    _DEEPEST.replace(b"[", b"[[", 1).replace(b"]", b"]]", 1),  # one level too deep
     b'"x" : { "y" : [ true , false , null ] }',
 ]
 
@@ -399,6 +402,7 @@ def test_both_paths_agree_on_odd_records(stream: list[InputRecord], which: int) 
 
 # Raw members the C path reads itself (the rest it must hand over).
 _READ_BY_C = {
+    _DEEPEST,
     b'"x":"\x7f\xf0\x9f\x98\x80\xe2\x82\xac"',
     b'"x":-123456789012345678',
     b'"x" : { "y" : [ true , false , null ] }',
