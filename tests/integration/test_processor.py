@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from processor import native
 from processor.config import Settings
 from processor.records import InputRecord
 from processor.synthetic import Generator, Mix, rfc3339_ms
@@ -87,14 +88,18 @@ def _read_outputs(settings: Settings, *, dlq: bool = True) -> list[Record]:
     return _events(consume_all(settings.bootstrap_servers, topics, timeout=60))
 
 
-def _run_to_end(settings: Settings, inputs: Sequence[InputRecord]) -> None:
-    """Run a processor until its group committed every input record, then stop it cleanly."""
+def _run_to_end(settings: Settings, inputs: Sequence[InputRecord]) -> int:
+    """Run a processor until its group committed every input record, then stop it cleanly.
+
+    Returns how many records took the C fast path.
+    """
     with ProcessorThread(settings) as proc:
         wait_consumed(
             settings.bootstrap_servers, settings.app_id, settings.input_topic, end_offsets(inputs)
         )
         assert proc.alive
     assert proc.result == 0
+    return proc.processor.core.native_records
 
 
 # -- 1. replay equality ------------------------------------------------------------------------
@@ -139,7 +144,9 @@ def test_output_equals_replay_byte_for_byte(noida_broker: Broker, unique_name: U
     assert sum(r.value is None for r in inputs) > 10  # tombstones
     want = expected(inputs, settings)
 
-    _run_to_end(settings, inputs)
+    fast = _run_to_end(settings, inputs)
+    if native.AVAILABLE:  # the loop's C path against replay's Python path
+        assert fast > len(inputs) * 0.9, fast
 
     got = _read_outputs(settings)
     by_topic: dict[str, list[Record]] = defaultdict(list)
