@@ -52,17 +52,31 @@ static void compress(blake2b_state *s, const uint8_t *block, int last) {
     v[12] ^= s->t[0];
     v[13] ^= s->t[1];
     if (last) v[14] = ~v[14];
-    for (int r = 0; r < 12; r++) {
-        const uint8_t *z = SIGMA[r];
-        G(v[0], v[4], v[8], v[12], m[z[0]], m[z[1]]);
-        G(v[1], v[5], v[9], v[13], m[z[2]], m[z[3]]);
-        G(v[2], v[6], v[10], v[14], m[z[4]], m[z[5]]);
-        G(v[3], v[7], v[11], v[15], m[z[6]], m[z[7]]);
-        G(v[0], v[5], v[10], v[15], m[z[8]], m[z[9]]);
-        G(v[1], v[6], v[11], v[12], m[z[10]], m[z[11]]);
-        G(v[2], v[7], v[8], v[13], m[z[12]], m[z[13]]);
-        G(v[3], v[4], v[9], v[14], m[z[14]], m[z[15]]);
-    }
+    /* Rounds written out, so every message index is a constant the compiler folds. */
+#define ROUND(r)                                                              \
+    do {                                                                      \
+        G(v[0], v[4], v[8], v[12], m[SIGMA[r][0]], m[SIGMA[r][1]]);          \
+        G(v[1], v[5], v[9], v[13], m[SIGMA[r][2]], m[SIGMA[r][3]]);          \
+        G(v[2], v[6], v[10], v[14], m[SIGMA[r][4]], m[SIGMA[r][5]]);         \
+        G(v[3], v[7], v[11], v[15], m[SIGMA[r][6]], m[SIGMA[r][7]]);         \
+        G(v[0], v[5], v[10], v[15], m[SIGMA[r][8]], m[SIGMA[r][9]]);         \
+        G(v[1], v[6], v[11], v[12], m[SIGMA[r][10]], m[SIGMA[r][11]]);       \
+        G(v[2], v[7], v[8], v[13], m[SIGMA[r][12]], m[SIGMA[r][13]]);        \
+        G(v[3], v[4], v[9], v[14], m[SIGMA[r][14]], m[SIGMA[r][15]]);        \
+    } while (0)
+    ROUND(0);
+    ROUND(1);
+    ROUND(2);
+    ROUND(3);
+    ROUND(4);
+    ROUND(5);
+    ROUND(6);
+    ROUND(7);
+    ROUND(8);
+    ROUND(9);
+    ROUND(10);
+    ROUND(11);
+#undef ROUND
     for (int i = 0; i < 8; i++) s->h[i] ^= v[i] ^ v[i + 8];
 }
 
