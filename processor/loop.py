@@ -67,6 +67,7 @@ class _Batch:
     skipped: Tally[str] = field(default_factory=Tally)
     dead: Tally[str] = field(default_factory=Tally)
     times_ms: list[int] = field(default_factory=list)
+    native_at_start: int = 0  # the core's count of C-path records when the batch began
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
@@ -343,6 +344,7 @@ class Processor:
         batch = self.batch
         if not batch.records:
             batch.started = time.monotonic()
+            batch.native_at_start = self.core.native_records
         if not batch.open:
             self._call(lambda prod: prod.begin_transaction())
             batch.open = True
@@ -438,7 +440,12 @@ class Processor:
         self.metrics.commit_duration.observe(time.monotonic() - started)
         self.metrics.transactions.labels("committed").inc()
         self.metrics.publish_batch(
-            batch.consumed, batch.emitted, batch.skipped, batch.dead, batch.records
+            batch.consumed,
+            batch.emitted,
+            batch.skipped,
+            batch.dead,
+            batch.records,
+            self.core.native_records - batch.native_at_start,
         )
         for t in batch.times_ms:
             self.metrics.latency.observe(max(0.0, now - t / 1000.0))

@@ -46,6 +46,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.core_records = Counter(
+            "tmf_events_core_records",
+            "Committed input records by the decision path that took them (c: the C fast "
+            "path; python: everything it hands on, and all records where it is not built)",
+            ["path"],
+            registry=r,
+        )
         self.transactions = Counter(
             "tmf_events_transactions", "Kafka transactions by outcome", ["outcome"], registry=r
         )
@@ -115,6 +122,7 @@ class Metrics:
         skipped: Tally[str],
         dead: Tally[str],
         size: int,
+        native: int = 0,
     ) -> None:
         for (topic, partition), n in consumed.items():
             self.consumed.labels(topic, str(partition)).inc(n)
@@ -125,6 +133,8 @@ class Metrics:
         for reason, n in dead.items():
             self.dead_letters.labels(reason).inc(n)
         self.batch_size.observe(size)
+        self.core_records.labels("c").inc(native)
+        self.core_records.labels("python").inc(size - native)
 
 
 class ApiMetrics:

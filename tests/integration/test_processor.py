@@ -17,6 +17,7 @@ import orjson
 
 from processor import native
 from processor.config import Settings
+from processor.loop import Processor
 from processor.records import InputRecord
 from processor.synthetic import Generator, Mix, rfc3339_ms
 from tests.kafka_helpers import Broker, Record, consume_all, create_topics, wait_until
@@ -88,18 +89,15 @@ def _read_outputs(settings: Settings, *, dlq: bool = True) -> list[Record]:
     return _events(consume_all(settings.bootstrap_servers, topics, timeout=60))
 
 
-def _run_to_end(settings: Settings, inputs: Sequence[InputRecord]) -> int:
-    """Run a processor until its group committed every input record, then stop it cleanly.
-
-    Returns how many records took the C fast path.
-    """
+def _run_to_end(settings: Settings, inputs: Sequence[InputRecord]) -> Processor:
+    """Run a processor until its group committed every input record, then stop it cleanly."""
     with ProcessorThread(settings) as proc:
         wait_consumed(
             settings.bootstrap_servers, settings.app_id, settings.input_topic, end_offsets(inputs)
         )
         assert proc.alive
     assert proc.result == 0
-    return proc.processor.core.native_records
+    return proc.processor
 
 
 # -- 1. replay equality ------------------------------------------------------------------------
@@ -144,9 +142,17 @@ def test_output_equals_replay_byte_for_byte(noida_broker: Broker, unique_name: U
     assert sum(r.value is None for r in inputs) > 10  # tombstones
     want = expected(inputs, settings)
 
-    fast = _run_to_end(settings, inputs)
+    processor = _run_to_end(settings, inputs)
+    fast = processor.core.native_records
     if native.AVAILABLE:  # the loop's C path against replay's Python path
         assert fast > len(inputs) * 0.9, fast
+    by_path = {
+        path: processor.metrics.registry.get_sample_value(
+            "tmf_events_core_records_total", {"path": path}
+        )
+        for path in ("c", "python")
+    }
+    assert by_path == {"c": fast, "python": len(inputs) - fast}
 
     got = _read_outputs(settings)
     by_topic: dict[str, list[Record]] = defaultdict(list)
