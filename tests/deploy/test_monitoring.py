@@ -27,6 +27,7 @@ COUNTERS = {
     "tmf_events_restored_records_total",
     "tmf_events_rebalances_total",
     "tmf_events_offset_resets_total",
+    "tmf_events_core_records_total",
 }
 GAUGES = {
     "tmf_events_consumer_lag_records",
