@@ -33,7 +33,7 @@ from processor import native
 from processor.changelog import Restorer
 from processor.compact import unpack
 from processor.config import Settings
-from processor.core import Core, Result
+from processor.core import Core
 from processor.logs import KAFKA_LOGGER
 from processor.messages import OutMessage
 from processor.metrics import Metrics
@@ -52,15 +52,19 @@ class FatalError(Exception):
     """The producer was fenced or hit a fatal error: exit non-zero, let the orchestrator restart."""
 
 
+# (state, packed, encoded): the Python path's State, or the C path's packed state and its
+# changelog value. Not the whole Result: its messages are produced and can go.
+Staged = tuple[State | None, bytes | None, bytes | None]
+
+
 @dataclass(slots=True)
 class _Batch:
     started: float = 0.0
     open: bool = False  # a transaction has begun
     records: int = 0
     offsets: dict[int, int] = field(default_factory=dict)  # partition -> next offset
-    # The newest result per changed key: its state (Python path) or packed state and
-    # changelog value (C path) reach the store once the batch commits.
-    staged: dict[tuple[int, str], Result] = field(default_factory=dict)
+    # The newest state per changed key, reaching the store once the batch commits.
+    staged: dict[tuple[int, str], Staged] = field(default_factory=dict)
     first_time_ms: dict[int, int] = field(default_factory=dict)
     consumed: Tally[tuple[str, int]] = field(default_factory=Tally)
     emitted: Tally[tuple[str, str]] = field(default_factory=Tally)
@@ -353,7 +357,7 @@ class Processor:
         for out in result.messages:
             self._produce(out)
         if result.key is not None and result.changed:
-            batch.staged[(p, result.key)] = result
+            batch.staged[(p, result.key)] = (result.state, result.packed, result.encoded)
         batch.records += 1
         batch.offsets[p] = record.offset + 1
         batch.consumed[(record.topic, p)] += 1
@@ -373,15 +377,14 @@ class Processor:
         staged = self.batch.staged.get((partition, key))
         if staged is None:
             return self.store.get(partition, key)
-        if staged.state is None and staged.packed is not None:
-            return unpack(key, staged.packed)
-        return staged.state
+        state, packed, _ = staged
+        return unpack(key, packed) if state is None and packed is not None else state
 
     def _packed_of(self, partition: int, key: str) -> bytes | None:
         staged = self.batch.staged.get((partition, key))
         if staged is None:
             return self.store.packed(partition, key)
-        return staged.packed if staged.packed is not None else NOT_PACKED
+        return staged[1] if staged[1] is not None else NOT_PACKED
 
     def _produce(self, out: OutMessage) -> None:
         assert self.producer is not None
@@ -413,8 +416,8 @@ class Processor:
             self._flush()
             changelog = self.settings.changelog_topic
             encoded = {
-                pk: r.encoded if r.encoded is not None else encode_state(_state(r))
-                for pk, r in batch.staged.items()
+                pk: enc if enc is not None else encode_state(_state(state))
+                for pk, (state, _, enc) in batch.staged.items()
             }
             for (p, key), data in encoded.items():
                 self._produce(OutMessage(changelog, p, key.encode(), data, []))
@@ -429,11 +432,11 @@ class Processor:
         touched: set[int] = set()
         for (p, key), data in encoded.items():
             if p in self.assigned:
-                staged = batch.staged[(p, key)]
-                if staged.packed is not None:
-                    self.store.put_packed(p, key, staged.packed)
+                state, packed, _ = batch.staged[(p, key)]
+                if packed is not None:
+                    self.store.put_packed(p, key, packed)
                 else:
-                    self.store.put(p, key, _state(staged), data)
+                    self.store.put(p, key, _state(state), data)
                 touched.add(p)
         self.metrics.publish_state_keys({p: self.store.keys(p) for p in touched})
         now = time.time()
@@ -447,8 +450,7 @@ class Processor:
             batch.records,
             self.core.native_records - batch.native_at_start,
         )
-        for t in batch.times_ms:
-            self.metrics.latency.observe(max(0.0, now - t / 1000.0))
+        self.metrics.observe_latencies(now, batch.times_ms)
         if batch.dead:
             log.warning(
                 "batch dead-lettered %d records: %s",
@@ -670,6 +672,6 @@ def _kafka_error_of(exc: BaseException) -> KafkaError:
     raise exc
 
 
-def _state(result: Result) -> State:
-    assert result.state is not None  # a staged result without a packed state has one
-    return result.state
+def _state(state: State | None) -> State:
+    assert state is not None  # a staged entry without a packed state has one
+    return state

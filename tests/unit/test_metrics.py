@@ -1,0 +1,49 @@
+"""Metrics the loop publishes in bulk must read as if observed one by one."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from processor.metrics import Metrics
+
+NOW = 1_800_000_000.0
+
+
+def _samples(metrics: Metrics) -> dict[str, float]:
+    return {
+        f"{s.name}{sorted(s.labels.items())}": s.value
+        for family in metrics.latency.collect()
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(min_value=0, max_value=int(NOW * 1000) + 5_000),  # future times: 0 s
+            st.sampled_from([int(NOW * 1000) - ms for ms in (5, 10, 250, 1000, 60_000)]),
+        ),
+        max_size=60,
+    )
+)
+def test_bulk_latencies_equal_one_observe_per_event(times_ms: list[int]) -> None:
+    bulk, single = Metrics(), Metrics()
+    bulk.observe_latencies(NOW, times_ms)
+    for t in times_ms:
+        single.latency.observe(max(0.0, NOW - t / 1000.0))
+    got, want = _samples(bulk), _samples(single)
+    assert got.keys() == want.keys()
+    for name, value in want.items():
+        assert abs(got[name] - value) <= 1e-6 * max(1.0, abs(value)), name
+
+
+def test_bulk_latencies_count_every_event() -> None:
+    metrics = Metrics()
+    metrics.observe_latencies(NOW, [int(NOW * 1000) - 20, int(NOW * 1000) - 3_000])
+    count = metrics.registry.get_sample_value("tmf_events_end_to_end_latency_seconds_count")
+    le_25ms = metrics.registry.get_sample_value(
+        "tmf_events_end_to_end_latency_seconds_bucket", {"le": "0.025"}
+    )
+    assert (count, le_25ms) == (2.0, 1.0)
