@@ -1,9 +1,10 @@
 """The C fast path of `Core.process` (processor/native/*.c) and the spec it is built from.
 
-The engine takes a plain JSON upsert and the key's packed state and returns what the Python
-path would return for it, byte for byte, or None for anything else (deletes, dead letters,
-floats, escaped strings, rare state forms), which then takes the Python path. The Python
-path is the reference: tests run both over the same records and compare every byte.
+The engine takes a plain JSON upsert, delete or tombstone and the key's packed state and
+returns what the Python path would return for it, byte for byte, or None for anything else
+(dead letters, floats, escaped strings, rare state forms), which then takes the Python path.
+The Python path is the reference: tests run both over the same records and compare every
+byte.
 
 It exists where the package was built with a C compiler and is used at `history` 1 with
 JSON input, where the store keeps packed states (processor/compact.py).

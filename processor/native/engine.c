@@ -1,10 +1,12 @@
 /* processor._native: the per-record path of Core.process for the common case, in C.
 
-   Engine.process takes one JSON upsert and the key's packed state and returns what the
-   Python path would (the same event bytes, headers, packed state and changelog value), or
-   None when the record is anything but plain: a delete, a dead letter, a float, an escaped
-   string, a state kept in a rare form... The Python path then handles it, and stays the
-   reference: tests compare the two on every shape of input. */
+   Engine.process takes one JSON upsert, delete or tombstone and the key's packed state and
+   returns what the Python path would (the same Result: event bytes, headers, packed state
+   and changelog value), or None when the record is anything but plain: a dead letter, a
+   float, an escaped string, a state kept in a rare form... The Python path then handles
+   it, and stays the reference: tests/unit/test_native.py compares the two on every shape
+   of input. An engine has scratch buffers of its own: one engine per Core, one Core per
+   thread. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
