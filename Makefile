@@ -47,7 +47,7 @@ reliability: $(STAMP)
 	RELIABILITY_PROFILE=long $(BIN)/pytest -q tests/reliability
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist processor/_native*.so
 
 -include Makefile.deploy
 -include Makefile.bench
