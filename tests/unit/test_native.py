@@ -217,7 +217,7 @@ def test_the_fast_path_emits_the_events_of_a_story() -> None:
 
 # -- odd records: the C path answers alike or hands them on -----------------------------------
 
-KEYS = ["k1", "k2"]
+KEYS = ["k1", "k2", 'q"k', "b\\k", "t\tk", "é"]
 _names = st.sampled_from(
     ["name", "note", "value", "state", "@type", "href", "id", "x", "é", "a b", 'q"', "y"]
 )
@@ -420,6 +420,26 @@ def test_raw_members_are_read_alike(member: bytes, existing: bool) -> None:
     before = pair.fast.native_records
     result = pair.feed(InputRecord(TOPIC, 0, 2, 1_700_000_000_001, b"k", value, []))
     assert (pair.fast.native_records > before) == (member in _READ_BY_C), result.outcome
+
+
+@pytest.mark.parametrize("key", ['q"k', "b\\k", "c\x01k", "\x7fk", "é😀"])
+@pytest.mark.parametrize("how", ["delete", "tombstone", "update"])
+def test_keys_that_json_must_escape_are_handed_over(key: str, how: str) -> None:
+    """Only the Python path writes such keys (payload id, subject, correlation id)."""
+    pair = Pair(Settings(instance_id="t"))
+    instance = {"id": key, "name": "a"}
+    create = orjson.dumps({"entityType": "service", "instance": instance})
+    pair.feed(InputRecord(TOPIC, 0, 1, 1_700_000_000_000, key.encode(), create, []))
+    later: bytes | None = {
+        "delete": b'{"entityType":"service","operation":"delete"}',
+        "tombstone": None,
+        "update": orjson.dumps({"entityType": "service", "instance": {**instance, "name": "b"}}),
+    }[how]
+    before = pair.fast.native_records
+    result = pair.feed(InputRecord(TOPIC, 0, 2, 1_700_000_000_001, key.encode(), later, []))
+    assert result.outcome == "emit"
+    plain = key in ("\x7fk", "é😀")  # DEL and non-ASCII need no escaping
+    assert (pair.fast.native_records > before) == plain
 
 
 def test_a_state_the_python_path_keeps_in_a_rare_form_is_read_there() -> None:
