@@ -159,6 +159,14 @@ MATRIX = [
         "type_prefix": "org.example",
         "reporting_system": {"id": "rs-1", "name": "Inventory é"},
     },
+    {"tmf_version": "v4", "payload": "delta", "private_fields": ["href", "@type", "id"]},
+    {"tmf_version": "v4", "payload": "full", "private_fields": ["note"], "max_json_depth": 4},
+    {
+        "tmf_version": "v4",
+        "payload": "delta",
+        "private_fields": [],
+        "state_fields": {"service": ["state", "name"], "resource": ["resourceStatus"]},
+    },
 ]
 
 
@@ -167,7 +175,7 @@ def test_both_paths_agree_on_a_synthetic_stream(options: dict[str, Any]) -> None
     pair = Pair(Settings(instance_id="t", **options))
     for record in _synthetic(1500, seed=len(str(options)), partitions=2):
         pair.feed(record)
-    if options["tmf_version"] == "v4":
+    if options["tmf_version"] == "v4" and "max_json_depth" not in options:
         # The synthetic instances are v4 data: the C path must take nearly all of them.
         assert pair.share > 0.9, pair.share
     else:
