@@ -168,6 +168,7 @@ static size_t codepoints(const char *s, size_t n) {
 
 /* 1 when the value passes the rule; 0 when it may not (the Python path says why). */
 static int rule_ok(const rule *r, const jnode *v) {
+    if (v->esc && (r->has_enum || r->min_length >= 0)) return 0; /* compared decoded: Python */
     if (r->mask) {
         unsigned t = v->type == J_STR     ? T_STRING
                      : v->type == J_NULL  ? T_NULL
@@ -671,44 +672,6 @@ static PyObject *small_result(Engine *e, PyObject *outcome, PyObject *key, PyObj
     return named(e->result_type, items, 10);
 }
 
-/* A JSON string as orjson writes it, for names that may come from other writers' states. */
-static int put_escaped(jbuf *b, const char *s, size_t n) {
-    size_t i;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == '"' || c == '\\') break;
-    }
-    if (i == n) return jbuf_str(b, s, n);
-    if (jbuf_put(b, "\"", 1) < 0) return -1;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
-        size_t len = 2;
-        switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\t': esc[1] = 't'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\f': esc[1] = 'f'; break;
-        case '\r': esc[1] = 'r'; break;
-        default:
-            if (c >= 0x20) {
-                if (jbuf_put(b, &s[i], 1) < 0) return -1;
-                continue;
-            }
-            esc[1] = 'u';
-            esc[2] = '0';
-            esc[3] = '0';
-            esc[4] = HEX[c >> 4];
-            esc[5] = HEX[c & 0x0F];
-            len = 6;
-        }
-        if (jbuf_put(b, esc, len) < 0) return -1;
-    }
-    return jbuf_put(b, "\"", 1);
-}
-
 #define PUT(b, lit) jbuf_put((b), (lit), sizeof(lit) - 1)
 
 static size_t varint_size(long long n) {
@@ -778,6 +741,7 @@ static int read_envelope(Engine *e, jnode *root, const char *vs, size_t vn, cons
     int is_delete = 0;
     for (uint32_t i = 0; i < root->len; i++) {
         const jnode *m = &root->kids[i];
+        if (m->esc) return -1; /* compared or copied as they are: no escapes */
         static const char *names[] = {"entityType", "operation", "id", "observedAt",
                                       "correlationId", "instance"};
         int k;
@@ -827,8 +791,8 @@ static int read_envelope(Engine *e, jnode *root, const char *vs, size_t vn, cons
     else
         return -1;
     const jnode *iid = inst != NULL ? member(inst, "id", 2) : NULL;
-    if (inst != NULL &&
-        (iid == NULL || iid->type != J_STR || iid->len != kn || memcmp(iid->s, ks, kn) != 0))
+    if (inst != NULL && (iid == NULL || iid->type != J_STR || iid->esc || iid->len != kn ||
+                         memcmp(iid->s, ks, kn) != 0))
         return -1;
     long long time_ms;
     if (obs != NULL) {
@@ -1063,6 +1027,8 @@ static PyObject *engine_process(Engine *e, PyObject *const *args, Py_ssize_t nar
             for (int p = 0; p < nplans; p++)
                 qsort(plans[p].changed, plans[p].nchanged, sizeof(span), span_cmp);
         }
+        if ((href != NULL && href->esc) || (at_type != NULL && at_type->esc))
+            Py_RETURN_NONE; /* kept in the state as they are */
         if (href != NULL && href->type == J_STR) {
             href_s = href->s;
             href_n = href->len;
@@ -1122,7 +1088,7 @@ static PyObject *engine_process(Engine *e, PyObject *const *args, Py_ssize_t nar
                 for (size_t i = 0; i < pl->nchanged; i++)
                     w |= (i ? PUT(&fp, ",") : 0) |
                          jbuf_put(&fp, pl->changed[i].s, pl->changed[i].n);
-                w |= PUT(ob, ",\"fieldPath\":") | put_escaped(ob, fp.p ? fp.p : "", fp.len);
+                w |= PUT(ob, ",\"fieldPath\":") | jbuf_escaped(ob, fp.p ? fp.p : "", fp.len);
                 free(fp.p);
             }
         }
@@ -1130,9 +1096,9 @@ static PyObject *engine_process(Engine *e, PyObject *const *args, Py_ssize_t nar
              PUT(ob, ":");
         if (pl->kind == K_DELETE) {
             w |= PUT(ob, "{\"id\":") | jbuf_str(ob, ks, kn);
-            if (href_s != NULL) w |= PUT(ob, ",\"href\":") | put_escaped(ob, href_s, href_n);
+            if (href_s != NULL) w |= PUT(ob, ",\"href\":") | jbuf_escaped(ob, href_s, href_n);
             w |= PUT(ob, ",\"@type\":");
-            w |= at_n ? put_escaped(ob, at_s, at_n)
+            w |= at_n ? jbuf_escaped(ob, at_s, at_n)
                       : jbuf_str(ob, e->default_type[et].s, e->default_type[et].n);
             w |= PUT(ob, "}");
         } else if (pl->kind == K_CREATE || !e->delta) {
@@ -1158,7 +1124,7 @@ static PyObject *engine_process(Engine *e, PyObject *const *args, Py_ssize_t nar
                 span nm = pl->changed[i];
                 if (span_eq(nm, "id", 2) || span_eq(nm, "href", 4) || span_eq(nm, "@type", 5))
                     continue;
-                w |= PUT(ob, ",") | put_escaped(ob, nm.s, nm.n) | PUT(ob, ":");
+                w |= PUT(ob, ",") | jbuf_escaped(ob, nm.s, nm.n) | PUT(ob, ":");
                 const public_member *found = NULL;
                 if (!set_has(&removed, nm.s, nm.n))
                     for (size_t k = 0; k < np && found == NULL; k++)

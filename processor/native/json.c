@@ -15,8 +15,53 @@ static inline void skip_ws(reader *r) {
         r->p++;
 }
 
-/* Validates the UTF-8 of a string's contents and finds its closing quote. */
-static int read_string(reader *r, const char **s, uint32_t *len) {
+static int hex4(const unsigned char *p, unsigned *out) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= c - '0';
+        else if (c >= 'a' && c <= 'f')
+            v |= c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            v |= c - 'A' + 10;
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Checks one escape at p (a backslash); returns its length, or -1. A \u high surrogate must
+   be followed by a low one (orjson rejects lone surrogates). */
+static int escape_length(const unsigned char *p, const unsigned char *end) {
+    if (end - p < 2) return -1;
+    switch (p[1]) {
+    case '"':
+    case '\\':
+    case '/':
+    case 'b':
+    case 'f':
+    case 'n':
+    case 'r':
+    case 't':
+        return 2;
+    case 'u': {
+        unsigned cp, lo;
+        if (end - p < 6 || hex4(p + 2, &cp) < 0) return -1;
+        if (cp >= 0xDC00 && cp <= 0xDFFF) return -1;
+        if (cp < 0xD800 || cp > 0xDBFF) return 6;
+        if (end - p < 12 || p[6] != '\\' || p[7] != 'u' || hex4(p + 8, &lo) < 0) return -1;
+        return lo >= 0xDC00 && lo <= 0xDFFF ? 12 : -1;
+    }
+    default:
+        return -1;
+    }
+}
+
+/* Validates the UTF-8 and escapes of a string's contents and finds its closing quote. */
+static int read_string(reader *r, const char **s, uint32_t *len, uint8_t *esc) {
     const unsigned char *p = ++r->p; /* after the opening quote */
     const unsigned char *end = r->end;
     const unsigned char *start = p;
@@ -28,7 +73,14 @@ static int read_string(reader *r, const char **s, uint32_t *len) {
             r->p = p + 1;
             return 0;
         }
-        if (c < 0x20 || c == '\\') return -1;
+        if (c < 0x20) return -1;
+        if (c == '\\') {
+            int n = escape_length(p, end);
+            if (n < 0 || esc == NULL) return -1; /* names with escapes: the Python path */
+            *esc = 1;
+            p += n;
+            continue;
+        }
         if (c < 0x80) {
             p++;
             continue;
@@ -75,7 +127,7 @@ static int read_container(reader *r, jnode *out, int depth, int object) {
             if (object) {
                 skip_ws(r);
                 if (r->p >= r->end || *r->p != '"') return -1;
-                if (read_string(r, &slot->key, &slot->klen) < 0) return -1;
+                if (read_string(r, &slot->key, &slot->klen, NULL) < 0) return -1;
                 skip_ws(r);
                 if (r->p >= r->end || *r->p != ':') return -1;
                 r->p++;
@@ -116,6 +168,7 @@ static int read_value(reader *r, jnode *out, int depth) {
     out->kids = NULL;
     out->s = NULL;
     out->len = 0;
+    out->esc = 0;
     switch (*r->p) {
     case '{':
         return read_container(r, out, depth, 1);
@@ -123,7 +176,7 @@ static int read_value(reader *r, jnode *out, int depth) {
         return read_container(r, out, depth, 0);
     case '"':
         out->type = J_STR;
-        return read_string(r, &out->s, &out->len);
+        return read_string(r, &out->s, &out->len, &out->esc);
     case 't':
         out->type = J_TRUE;
         return literal(r, "true", 4);
@@ -285,6 +338,100 @@ int jbuf_str(jbuf *b, const char *s, size_t n) {
     return 0;
 }
 
+static const char HEXDIGITS[] = "0123456789abcdef";
+
+/* One code point as orjson writes it inside a string. */
+static int put_code_point(jbuf *b, unsigned cp) {
+    char out[6];
+    size_t n;
+    if (cp < 0x20 || cp == '"' || cp == '\\') {
+        out[0] = '\\';
+        n = 2;
+        switch (cp) {
+        case '"': out[1] = '"'; break;
+        case '\\': out[1] = '\\'; break;
+        case '\b': out[1] = 'b'; break;
+        case '\t': out[1] = 't'; break;
+        case '\n': out[1] = 'n'; break;
+        case '\f': out[1] = 'f'; break;
+        case '\r': out[1] = 'r'; break;
+        default:
+            out[1] = 'u';
+            out[2] = '0';
+            out[3] = '0';
+            out[4] = HEXDIGITS[cp >> 4];
+            out[5] = HEXDIGITS[cp & 0x0F];
+            n = 6;
+        }
+    } else if (cp < 0x80) {
+        out[0] = (char)cp;
+        n = 1;
+    } else if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        n = 2;
+    } else if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        n = 3;
+    } else {
+        out[0] = (char)(0xF0 | (cp >> 18));
+        out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+        out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[3] = (char)(0x80 | (cp & 0x3F));
+        n = 4;
+    }
+    return jbuf_put(b, out, n);
+}
+
+int jbuf_escaped(jbuf *b, const char *s, size_t n) {
+    if (jbuf_put(b, "\"", 1) < 0) return -1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 || c == '"' || c == '\\') ? put_code_point(b, c) < 0
+                                                  : jbuf_put(b, &s[i], 1) < 0)
+            return -1;
+    }
+    return jbuf_put(b, "\"", 1);
+}
+
+/* A string read with escapes (validated by the reader), decoded and written as orjson does. */
+static int write_unescaped(jbuf *b, const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    if (jbuf_put(b, "\"", 1) < 0) return -1;
+    while (p < end) {
+        const unsigned char *run = p;
+        while (p < end && *p != '\\') p++;
+        if (p > run && jbuf_put(b, run, (size_t)(p - run)) < 0) return -1;
+        if (p >= end) break;
+        unsigned cp = 0; /* the reader validated every escape */
+        switch (p[1]) {
+        case 'b': cp = '\b'; p += 2; break;
+        case 'f': cp = '\f'; p += 2; break;
+        case 'n': cp = '\n'; p += 2; break;
+        case 'r': cp = '\r'; p += 2; break;
+        case 't': cp = '\t'; p += 2; break;
+        case 'u': {
+            unsigned lo = 0xDC00;
+            hex4(p + 2, &cp);
+            p += 6;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                hex4(p + 2, &lo);
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                p += 6;
+            }
+            break;
+        }
+        default: /* " \ / */
+            cp = p[1];
+            p += 2;
+        }
+        if (put_code_point(b, cp) < 0) return -1;
+    }
+    return jbuf_put(b, "\"", 1);
+}
+
 static inline int key_cmp(const jnode *a, const jnode *b) {
     size_t n = a->klen < b->klen ? a->klen : b->klen;
     int c = memcmp(a->key, b->key, n);
@@ -374,7 +521,8 @@ int json_write(jbuf *b, const jnode *node, const ptree *t, int sorted) {
     case J_INT:
         return jbuf_put(b, node->s, node->len);
     case J_STR:
-        return jbuf_str(b, node->s, node->len);
+        return node->esc ? write_unescaped(b, node->s, node->len)
+                         : jbuf_str(b, node->s, node->len);
     case J_ARR:
         /* A private path through an array applies to each element. */
         if (jbuf_put(b, "[", 1) < 0) return -1;

@@ -1,10 +1,12 @@
 /* A strict JSON reader for the subset the fast path takes, and its writers.
 
-   The subset: objects, arrays, strings without escapes or control characters (valid UTF-8),
-   integers of up to 18 digits, true, false, null. Anything else (floats, escapes, very long
-   integers, "-0") makes the reader give up, and the caller falls back to the Python path,
-   which handles all of JSON. Inside the subset the writers produce exactly what orjson
-   writes for the same values: strings and integers come out as they went in. */
+   The subset: objects, arrays, strings (valid UTF-8; escapes only in values, not in member
+   names), integers of up to 18 digits, true, false, null. Anything else (floats, escaped
+   names, lone surrogates, very long integers, "-0") makes the reader give up, and the
+   caller falls back to the Python path, which handles all of JSON. Inside the subset the
+   writers produce exactly what orjson writes for the same values: integers and strings
+   without escapes come out as they went in; escaped strings are decoded and written with
+   orjson's escapes. */
 #ifndef TMF_JSON_H
 #define TMF_JSON_H
 
@@ -20,6 +22,7 @@ typedef struct jnode {
     uint32_t klen;
     uint32_t len; /* bytes of s, or number of kids */
     uint8_t type;
+    uint8_t esc; /* a string with escapes: s is its raw text */
 } jnode;
 
 typedef struct {
@@ -62,6 +65,9 @@ typedef struct {
 int jbuf_reserve(jbuf *b, size_t more);
 int jbuf_put(jbuf *b, const void *data, size_t n);
 int jbuf_str(jbuf *b, const char *s, size_t n); /* a JSON string of escape-free text */
+/* A JSON string as orjson writes it, from text that may need escapes ("\"", "\\",
+   controls). */
+int jbuf_escaped(jbuf *b, const char *s, size_t n);
 
 /* Writes `node` without the members `t` makes private: keys sorted (canonical) or in their
    order. -1 on a duplicate member name (orjson would keep one; the caller falls back). */

@@ -299,8 +299,19 @@ _RAW_MEMBERS = [
     b'"x":"\xf8\x88\x80\x80\x80"',
     b'"x":"\x01"',
     b'"x":"\x7f\xf0\x9f\x98\x80\xe2\x82\xac"',  # valid: DEL, an emoji, the euro sign
-    b'"x":"\\ud800"',
+    b'"x":"\\ud800"',  # a lone high surrogate
+    b'"x":"\\udc00"',  # a lone low surrogate
+    b'"x":"\\ud800\\u0041"',
+    b'"x":"\\x"',
+    b'"x":"\\u12"',
     b'"x":"\\"q"',
+    b'"x":"\\u00e9\\/\\b\\u001f\\u007f\\u2028\\u0000\\\\"',
+    b'"x":"\\ud83d\\ude00 \\uD83D\\uDE00"',
+    b'"x":["\\n",{"y":"\\t"}]',
+    b'"\\u0078":1',  # an escaped member name
+    b'"state":"\\u0061ctive"',  # an enum member, escaped
+    b'"description":"a\\nb"',  # a string member, escaped
+    b'"href":"\\/x"',
     b'"x":-0',
     b'"x":01',
     b'"x":1E5',
@@ -411,6 +422,11 @@ def test_both_paths_agree_on_odd_records(stream: list[InputRecord], which: int) 
 # Raw members the C path reads itself (the rest it must hand over).
 _READ_BY_C = {
     _DEEPEST,
+    b'"x":"\\"q"',
+    b'"x":"\\u00e9\\/\\b\\u001f\\u007f\\u2028\\u0000\\\\"',
+    b'"x":"\\ud83d\\ude00 \\uD83D\\uDE00"',
+    b'"x":["\\n",{"y":"\\t"}]',
+    b'"description":"a\\nb"',
     b'"x":"\x7f\xf0\x9f\x98\x80\xe2\x82\xac"',
     b'"x":-123456789012345678',
     b'"x" : { "y" : [ true , false , null ] }',
