@@ -46,8 +46,14 @@ Bytesish = str | bytes | None
 OutRecord = tuple[Bytesish, Bytesish, Sequence[tuple[str, Bytesish]] | None, int | None]
 
 # Tansu holds an empty fetch for the full fetch.wait.max.ms (500 ms by default); a short wait
-# keeps the end-of-partition detection quick on every broker.
-_FAST_FETCH = {"fetch.wait.max.ms": 50, "log_level": 3}
+# keeps the end-of-partition detection quick on every broker. noida-db ignores fetch.max.bytes
+# and answers a fetch from the start with a whole partition: over librdkafka's 100 MB default
+# response limit (a 100k-record topic) the client retries that fetch forever.
+FAST_FETCH = {
+    "fetch.wait.max.ms": 50,
+    "receive.message.max.bytes": 2_147_483_647,
+    "log_level": 3,
+}
 
 
 @dataclass(frozen=True)
@@ -220,7 +226,7 @@ def consume_all(
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "isolation.level": isolation,
-            **_FAST_FETCH,
+            **FAST_FETCH,
             **(config or {}),
         }
     )

@@ -48,7 +48,7 @@ from processor.loop import Processor
 from processor.records import InputRecord
 from processor.replay import replay
 from processor.synthetic import Generator, Mix
-from tests.kafka_helpers import wait_until
+from tests.kafka_helpers import FAST_FETCH, wait_until
 
 __all__ = [
     "REPO",
@@ -77,8 +77,6 @@ TEST_KAFKA: dict[str, str | int | float | bool] = {
     "max.poll.interval.ms": 10000,
     "fetch.wait.max.ms": 50,
 }
-
-_FAST_FETCH = {"fetch.wait.max.ms": 50, "log_level": 3}
 
 
 def processor_fields(bootstrap: str, name: str, **overrides: Any) -> dict[str, Any]:
@@ -415,7 +413,7 @@ def read_input(bootstrap: str, topic: str, timeout: float = 60) -> list[InputRec
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "isolation.level": "read_committed",
-            **_FAST_FETCH,
+            **FAST_FETCH,
         }
     )
     out: list[InputRecord] = []
