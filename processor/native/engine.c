@@ -81,6 +81,7 @@ typedef struct {
     size_t nrules[2];
     evconst ev[2][NKINDS];
     PyObject *et_str[2];
+    span et_name[2]; /* their UTF-8 */
     span default_type[2];
     span input_topic;
     PyObject *spec_header, *source_header, *content_type_header;
@@ -335,6 +336,7 @@ static int engine_init(Engine *self, PyObject *args, PyObject *kwds) {
         if ((v = get(et, "name")) == NULL) return -1;
         Py_INCREF(v);
         self->et_str[t] = v;
+        if (utf8_of(v, &self->et_name[t]) < 0) return -1;
         if ((v = get(et, "enabled")) == NULL) return -1;
         self->enabled[t] = PyObject_IsTrue(v);
         if (keep_span(self, et, "default_type", &self->default_type[t]) < 0) return -1;
@@ -456,8 +458,6 @@ typedef struct {
     char id[36];
 } prev_state;
 
-static const char HEX[] = "0123456789abcdef";
-
 /* 0: read; -1: a form only the Python path reads. */
 static int read_prev(Engine *e, PyObject *packed, span key, prev_state *st) {
     memset(st, 0, sizeof *st);
@@ -528,12 +528,7 @@ static int read_prev(Engine *e, PyObject *packed, span key, prev_state *st) {
     }
     if (flags & PK_ID_PACKED) {
         if (pos + 16 > n) return -1;
-        int t = 0;
-        for (int i = 0; i < 16; i++) {
-            if (i == 4 || i == 6 || i == 8 || i == 10) st->id[t++] = '-';
-            st->id[t++] = HEX[p[pos + i] >> 4];
-            st->id[t++] = HEX[p[pos + i] & 0x0F];
-        }
+        uuid_text(p + pos, st->id);
         st->has_id = 1;
     } else if (pos >= n || p[pos] != 0) {
         return -1; /* an id in a form of its own */
@@ -640,15 +635,9 @@ typedef struct {
     int kind;
     span changed[MAX_NAMES];
     size_t nchanged;
-    nameset removed;
 } planned;
 
 /* -- process ------------------------------------------------------------------------------ */
-
-typedef struct {
-    const jnode *node;
-    const ptree *sub;
-} public_member;
 
 /* An instance of a named tuple type, its items stolen (NULL items: fails, releasing the rest). */
 static PyObject *named(PyTypeObject *type, PyObject **items, Py_ssize_t n) {
@@ -869,7 +858,7 @@ static PyObject *engine_process(Engine *e, PyObject *const *args, Py_ssize_t nar
     if (!e->enabled[et]) return small_result(e, S_DISABLED, key_text, et_str);
     if (st.present && time_ms < st.observed_at) return small_result(e, S_STALE, key_text, et_str);
 
-    public_member pubs[MAX_NAMES];
+    jmember pubs[MAX_NAMES];
     size_t np = 0;
     uint8_t hash[16];
     size_t hash_n = 16;
@@ -902,43 +891,24 @@ static PyObject *engine_process(Engine *e, PyObject *const *args, Py_ssize_t nar
             at_n = u.n;
         }
     } else {
-        for (uint32_t i = 0; i < inst->len; i++) {
-            const jnode *m = &inst->kids[i];
-            const ptree *sub = NULL;
-            int found = ptree_find(e->private_tree, m->key, m->klen, &sub);
-            if (found && sub == NULL) continue;
-            if (np >= MAX_NAMES) Py_RETURN_NONE;
-            pubs[np].node = m;
-            pubs[np].sub = found ? sub : NULL;
-            np++;
-        }
-        /* canonical rendering, sorted members; each member's value bytes give its fingerprint */
-        size_t order[MAX_NAMES], start[MAX_NAMES], end[MAX_NAMES];
-        for (size_t i = 0; i < np; i++) {
-            size_t j = i;
-            const jnode *x = pubs[i].node;
-            while (j > 0) {
-                const jnode *y = pubs[order[j - 1]].node;
-                size_t n = y->klen < x->klen ? y->klen : x->klen;
-                int c = memcmp(y->key, x->key, n);
-                if (c == 0) c = (y->klen > x->klen) - (y->klen < x->klen);
-                if (c == 0) Py_RETURN_NONE; /* a duplicate member */
-                if (c < 0) break;
-                order[j] = order[j - 1];
-                j--;
-            }
-            order[j] = i;
-        }
+        if (inst->len > MAX_NAMES) Py_RETURN_NONE;
+        np = json_public_members(inst, e->private_tree, pubs);
+        /* canonical rendering, sorted members; each member's value bytes give its fingerprint
+           (start/end by the member's place in the instance) */
+        jmember sorted[MAX_NAMES];
+        size_t start[MAX_NAMES], end[MAX_NAMES];
+        memcpy(sorted, pubs, np * sizeof(jmember));
+        if (json_sort_members(sorted, np) < 0) Py_RETURN_NONE; /* a duplicate member */
         jbuf *cb = &e->canon;
         cb->len = 0;
         if (PUT(cb, "{") < 0) return PyErr_NoMemory();
         for (size_t i = 0; i < np; i++) {
-            size_t k = order[i];
-            const jnode *m = pubs[k].node;
+            const jnode *m = sorted[i].node;
+            size_t k = (size_t)(m - inst->kids);
             if ((i && PUT(cb, ",") < 0) || jbuf_str(cb, m->key, m->klen) < 0 || PUT(cb, ":") < 0)
                 return PyErr_NoMemory();
             start[k] = cb->len;
-            if (json_write(cb, m, pubs[k].sub, 1) < 0) Py_RETURN_NONE; /* duplicate, or memory */
+            if (json_write(cb, m, sorted[i].sub, 1) < 0) Py_RETURN_NONE; /* duplicate, or memory */
             end[k] = cb->len;
         }
         if (PUT(cb, "}") < 0) return PyErr_NoMemory();
@@ -964,7 +934,8 @@ static PyObject *engine_process(Engine *e, PyObject *const *args, Py_ssize_t nar
             if (i) names_buf[names_n++] = 0;
             memcpy(names_buf + names_n, m->key, m->klen);
             names_n += m->klen;
-            uint32_t crc = crc32_update(0, (const uint8_t *)cb->p + start[i], end[i] - start[i]);
+            size_t k = (size_t)(m - inst->kids);
+            uint32_t crc = crc32_update(0, (const uint8_t *)cb->p + start[k], end[k] - start[k]);
             digs_buf[4 * i] = (char)(crc >> 24);
             digs_buf[4 * i + 1] = (char)(crc >> 16);
             digs_buf[4 * i + 2] = (char)(crc >> 8);
@@ -1092,7 +1063,7 @@ static PyObject *engine_process(Engine *e, PyObject *const *args, Py_ssize_t nar
                 free(fp.p);
             }
         }
-        w |= PUT(ob, ",\"event\":{") | jbuf_str(ob, PyUnicode_AsUTF8(et_str), et ? 8 : 7) |
+        w |= PUT(ob, ",\"event\":{") | jbuf_str(ob, e->et_name[et].s, e->et_name[et].n) |
              PUT(ob, ":");
         if (pl->kind == K_DELETE) {
             w |= PUT(ob, "{\"id\":") | jbuf_str(ob, ks, kn);
@@ -1125,7 +1096,7 @@ static PyObject *engine_process(Engine *e, PyObject *const *args, Py_ssize_t nar
                 if (span_eq(nm, "id", 2) || span_eq(nm, "href", 4) || span_eq(nm, "@type", 5))
                     continue;
                 w |= PUT(ob, ",") | jbuf_escaped(ob, nm.s, nm.n) | PUT(ob, ":");
-                const public_member *found = NULL;
+                const jmember *found = NULL;
                 if (!set_has(&removed, nm.s, nm.n))
                     for (size_t k = 0; k < np && found == NULL; k++)
                         if (span_eq(nm, pubs[k].node->key, pubs[k].node->klen)) found = &pubs[k];
@@ -1219,7 +1190,7 @@ static PyObject *engine_process(Engine *e, PyObject *const *args, Py_ssize_t nar
     w = PUT(sb, "\x01") | put_varint(sb, (long long)items_n) | put_avro_bytes(sb, cur_id, 36) |
         put_avro_bytes(sb, nm.s, nm.n) | put_avro_bytes(sb, time_s, 24) |
         put_avro_bytes(sb, tp.s, tp.n) | put_avro_bytes(sb, cl->p, cl->len) | PUT(sb, "\x00") |
-        put_avro_bytes(sb, PyUnicode_AsUTF8(et_str), et ? 8 : 7) | put_varint(sb, version) |
+        put_avro_bytes(sb, e->et_name[et].s, e->et_name[et].n) | put_varint(sb, version) |
         put_avro_bytes(sb, (const char *)hash, hash_n) | put_avro_bytes(sb, names_buf, names_n) |
         put_avro_bytes(sb, digs_buf, 4 * np) | jbuf_put(sb, is_delete ? "\x01" : "\x00", 1) |
         put_varint(sb, time_ms) |

@@ -439,74 +439,70 @@ static inline int key_cmp(const jnode *a, const jnode *b) {
     return (a->klen > b->klen) - (a->klen < b->klen);
 }
 
-static int key_cmp_qsort(const void *a, const void *b) {
-    return key_cmp(*(const jnode *const *)a, *(const jnode *const *)b);
+static int member_cmp_qsort(const void *a, const void *b) {
+    return key_cmp(((const jmember *)a)->node, ((const jmember *)b)->node);
+}
+
+size_t json_public_members(const jnode *obj, const ptree *t, jmember *out) {
+    size_t n = 0;
+    for (uint32_t i = 0; i < obj->len; i++) {
+        const jnode *kid = &obj->kids[i];
+        const ptree *sub = NULL;
+        if (ptree_find(t, kid->key, kid->klen, &sub) && sub == NULL) continue;
+        out[n].node = kid;
+        out[n].sub = sub;
+        n++;
+    }
+    return n;
+}
+
+int json_sort_members(jmember *m, size_t n) {
+    if (n <= 16) {
+        for (size_t i = 1; i < n; i++) {
+            jmember x = m[i];
+            size_t j = i;
+            while (j > 0 && key_cmp(m[j - 1].node, x.node) > 0) {
+                m[j] = m[j - 1];
+                j--;
+            }
+            m[j] = x;
+        }
+    } else {
+        qsort(m, n, sizeof(jmember), member_cmp_qsort);
+    }
+    for (size_t i = 1; i < n; i++)
+        if (key_cmp(m[i - 1].node, m[i].node) == 0) return -1;
+    return 0;
 }
 
 #define SMALL_OBJECT 64
 
 static int write_object(jbuf *b, const jnode *node, const ptree *t, int sorted) {
-    const jnode *small[SMALL_OBJECT];
-    const jnode **order = small;
-    size_t n = 0;
+    /* Room for the members and, unsorted, a sorted copy that finds duplicate names. */
+    jmember small[2 * SMALL_OBJECT];
+    jmember *m = small;
     if (node->len > SMALL_OBJECT) {
-        order = malloc(node->len * sizeof(jnode *));
-        if (order == NULL) return -1;
+        m = malloc(2 * node->len * sizeof(jmember));
+        if (m == NULL) return -1;
     }
-    int rc = 0;
-    for (uint32_t i = 0; i < node->len; i++) {
-        const jnode *kid = &node->kids[i];
-        const ptree *sub;
-        if (ptree_find(t, kid->key, kid->klen, &sub) && sub == NULL) continue;
-        order[n++] = kid;
+    size_t n = json_public_members(node, t, m);
+    int rc = -1;
+    if (sorted) {
+        if (json_sort_members(m, n) < 0) goto done;
+    } else if (n > 1) {
+        memcpy(m + n, m, n * sizeof(jmember));
+        if (json_sort_members(m + n, n) < 0) goto done;
     }
-    if (n > 1) {
-        if (n <= 16) {
-            for (size_t i = 1; i < n; i++) {
-                const jnode *x = order[i];
-                size_t j = i;
-                while (j > 0 && key_cmp(order[j - 1], x) > 0) {
-                    order[j] = order[j - 1];
-                    j--;
-                }
-                order[j] = x;
-            }
-        } else {
-            qsort(order, n, sizeof(jnode *), key_cmp_qsort);
-        }
-        for (size_t i = 1; i < n; i++)
-            if (key_cmp(order[i - 1], order[i]) == 0) {
-                rc = -1;
-                goto done;
-            }
-        if (!sorted) {
-            /* Duplicates checked; write in document order. */
-            n = 0;
-            for (uint32_t i = 0; i < node->len; i++) {
-                const jnode *kid = &node->kids[i];
-                const ptree *sub;
-                if (ptree_find(t, kid->key, kid->klen, &sub) && sub == NULL) continue;
-                order[n++] = kid;
-            }
-        }
-    }
-    if (jbuf_put(b, "{", 1) < 0) {
-        rc = -1;
-        goto done;
-    }
+    if (jbuf_put(b, "{", 1) < 0) goto done;
     for (size_t i = 0; i < n; i++) {
-        const jnode *kid = order[i];
-        const ptree *sub = NULL;
-        if (!ptree_find(t, kid->key, kid->klen, &sub)) sub = NULL;
+        const jnode *kid = m[i].node;
         if ((i && jbuf_put(b, ",", 1) < 0) || jbuf_str(b, kid->key, kid->klen) < 0 ||
-            jbuf_put(b, ":", 1) < 0 || json_write(b, kid, sub, sorted) < 0) {
-            rc = -1;
+            jbuf_put(b, ":", 1) < 0 || json_write(b, kid, m[i].sub, sorted) < 0)
             goto done;
-        }
     }
     rc = jbuf_put(b, "}", 1);
 done:
-    if (order != small) free(order);
+    if (m != small) free(m);
     return rc;
 }
 

@@ -69,6 +69,18 @@ int jbuf_str(jbuf *b, const char *s, size_t n); /* a JSON string of escape-free 
    controls). */
 int jbuf_escaped(jbuf *b, const char *s, size_t n);
 
+/* An object member to write: its node and its private subtree (NULL: none). */
+typedef struct {
+    const jnode *node;
+    const ptree *sub;
+} jmember;
+
+/* The members of `obj` that `t` does not drop, in document order, into `out` (room for
+   obj->len); returns how many. */
+size_t json_public_members(const jnode *obj, const ptree *t, jmember *out);
+/* Sorts members by name, as orjson's OPT_SORT_KEYS orders them; -1 on a duplicate name. */
+int json_sort_members(jmember *m, size_t n);
+
 /* Writes `node` without the members `t` makes private: keys sorted (canonical) or in their
    order. -1 on a duplicate member name (orjson would keep one; the caller falls back). */
 int json_write(jbuf *b, const jnode *node, const ptree *t, int sorted);

@@ -79,6 +79,16 @@ void format_ms(long long ms, char out[24]) {
     out[23] = 'Z';
 }
 
+void uuid_text(const uint8_t raw[16], char text[36]) {
+    static const char hex[] = "0123456789abcdef";
+    int t = 0;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) text[t++] = '-';
+        text[t++] = hex[raw[i] >> 4];
+        text[t++] = hex[raw[i] & 0x0F];
+    }
+}
+
 void event_id(const blake2b_state *prefix, long long time_ms, long long offset, uint32_t index,
               uint8_t raw[16], char text[36]) {
     blake2b_state s = *prefix;
@@ -97,11 +107,5 @@ void event_id(const blake2b_state *prefix, long long time_ms, long long offset, 
     raw[7] = d[1];
     raw[8] = (uint8_t)((d[2] & 0x3F) | 0x80);
     memcpy(raw + 9, d + 3, 7);
-    static const char hex[] = "0123456789abcdef";
-    int t = 0;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10) text[t++] = '-';
-        text[t++] = hex[raw[i] >> 4];
-        text[t++] = hex[raw[i] & 0x0F];
-    }
+    uuid_text(raw, text);
 }

@@ -17,6 +17,9 @@ int parse_canonical_ms(const char *s, size_t n, long long *ms);
 /* Writes 24 characters for 0 <= ms <= MAX_MS. */
 void format_ms(long long ms, char out[24]);
 
+/* The 36-character text of a UUID's 16 bytes (lower-case hex, 8-4-4-4-12). */
+void uuid_text(const uint8_t raw[16], char text[36]);
+
 /* The 36-character id and its 16 bytes, from the prefix state of (topic, partition). */
 void event_id(const blake2b_state *prefix, long long time_ms, long long offset, uint32_t index,
               uint8_t raw[16], char text[36]);
