@@ -19,12 +19,12 @@ import threading
 
 from processor.state import (
     State,
+    StateFields,
     _opt,
     _Reader,
     decode_fields,
     decode_state,
     encode_state,
-    without_events,
 )
 from processor.timefmt import InvalidTimestampError, format_ms, parse_ms
 
@@ -103,38 +103,40 @@ _TIME = struct.Struct("<q")
 def pack(key: str, state: State) -> bytes:
     return _pack(
         key,
-        state.entity_type,
-        state.version,
-        state.hash,
-        state.attr_names,
-        state.attr_digests,
-        state.deleted,
-        state.observed_at,
-        state.offset,
-        state.href,
-        state.at_type,
-        state.last_event_id,
-        state.last_event_type,
-        state.last_event_time,
+        (
+            state.entity_type,
+            state.version,
+            state.hash,
+            state.attr_names,
+            state.attr_digests,
+            state.deleted,
+            state.observed_at,
+            state.offset,
+            state.href,
+            state.at_type,
+            state.last_event_id,
+            state.last_event_type,
+            state.last_event_time,
+        ),
     )
 
 
-def _pack(
-    key: str,
-    entity_type: str,
-    version: int,
-    hash_: bytes,
-    attr_names: str,
-    digests: bytes,
-    deleted: bool,
-    observed_at: int,
-    offset: int,
-    href: str | None,
-    at_type: str | None,
-    event_id: str | None,
-    event_type: str | None,
-    time: str | None,
-) -> bytes:
+def _pack(key: str, fields: StateFields) -> bytes:
+    (
+        entity_type,
+        version,
+        hash_,
+        attr_names,
+        digests,
+        deleted,
+        observed_at,
+        offset,
+        href,
+        at_type,
+        event_id,
+        event_type,
+        time,
+    ) = fields
     flags = _DELETED if deleted else 0
     prefix: str | None = None
     if href is not None and key and href.endswith(key):
@@ -168,31 +170,13 @@ def _pack(
     try:
         head = _HEAD.pack(MARK, flags, version, observed_at, offset, len(hash_), len(digests))
     except struct.error:  # sizes or numbers beyond the fixed header: the Avro form
-        return bytes((MARK, _AVRO)) + without_events(
-            encode_state(
-                State(
-                    entity_type,
-                    version,
-                    hash_,
-                    attr_names,
-                    digests,
-                    deleted,
-                    observed_at,
-                    offset,
-                    href,
-                    at_type,
-                    event_id,
-                    event_type,
-                    time,
-                )
-            )
-        )
+        return bytes((MARK, _AVRO)) + encode_state(State(*fields))  # no events: slim
     return b"".join((head, hash_, digests, *tail))
 
 
 def pack_avro(key: str, data: bytes) -> bytes:
     """Pack a changelog value (its events, if any, are dropped) without building a State."""
-    return _pack(key, *decode_fields(data))
+    return _pack(key, decode_fields(data))
 
 
 def unpack(key: str, data: bytes) -> State:

@@ -28,9 +28,14 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
 Check = Callable[[Any], str | None]
 
 
-def _compile(rule: dict[str, Any]) -> Check:
+def type_names(rule: dict[str, Any]) -> list[str]:
+    """A rule's JSON types as a list (`type` may be one name or several)."""
     names = rule.get("type", [])
-    names = [names] if isinstance(names, str) else list(names)
+    return [names] if isinstance(names, str) else list(names)
+
+
+def _compile(rule: dict[str, Any]) -> Check:
+    names = type_names(rule)
     types = tuple(t for n in names for t in _JSON_TYPES[n])
     enum = rule.get("enum")
     allowed = None if enum is None else frozenset(v for v in enum if v is not None)
@@ -65,8 +70,7 @@ def _fast_path(rule: dict[str, Any]) -> tuple[frozenset[type], frozenset[Any] | 
     """What can be accepted by one type look-up and one set look-up (nothing, for arrays)."""
     if "items" in rule or "minLength" in rule:
         return frozenset(), None
-    names = rule.get("type", [])
-    names = [names] if isinstance(names, str) else list(names)
+    names = type_names(rule)
     types = frozenset(t for n in names if n not in ("number", "integer") for t in _JSON_TYPES[n])
     enum = rule.get("enum")
     return types, None if enum is None else frozenset(enum)

@@ -220,7 +220,7 @@ class Processor:
             self.input,
             s.app_id,
             s.instance_id,
-            native.describe(s) if self.core.engine is None else "C fast path",
+            native.describe(s),
         )
         self._init_transactions()
         self.producer_ready = True

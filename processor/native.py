@@ -19,9 +19,9 @@ import orjson
 
 from processor.compact import PROFILES
 from processor.config import Settings
-from processor.instance_check import InstanceCheck
+from processor.instance_check import InstanceCheck, type_names
 from processor.messages import OutMessage
-from processor.render import _CONTENT_TYPE, _SPEC, Renderer
+from processor.render import _CONTENT_TYPE, _ENTITY_NAME, _SPEC, Renderer
 
 _native: ModuleType | None
 try:
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 
 _KINDS = ("Create", "AttributeValueChange", "StateChange", "OperatingStatusChange", "Delete")
-_DEFAULT_TYPE = {"service": "Service", "resource": "Resource"}
 # JSON Schema type names -> the engine's type bits (integer and number: the JSON integers
 # the engine reads; floats take the Python path)
 _TYPE_BITS = {
@@ -52,10 +51,8 @@ _TYPE_BITS = {
 
 def _rule(member: str | None, rule: dict[str, Any]) -> tuple[Any, ...]:
     """A member rule as processor/instance_check.py `_compile` reads it."""
-    names = rule.get("type", [])
-    names = [names] if isinstance(names, str) else list(names)
     mask = 0
-    for name in names:
+    for name in type_names(rule):
         mask |= _TYPE_BITS[name]
     enum = rule.get("enum")
     # Non-string members of an enum only make the engine stricter: it hands the record on.
@@ -78,15 +75,21 @@ def _json_str(raw: bytes) -> bytes:
     return orjson.dumps(raw.decode("utf-8", "replace"))
 
 
-def describe(settings: Settings) -> str:
-    """Why records take the Python path only (for the startup log)."""
+def _unavailable(settings: Settings) -> str | None:
+    """Why these settings leave the C fast path out, or None where it applies."""
     if _native is None:
-        return "Python path (the C fast path was not built: no C compiler at install time)"
+        return "the C fast path was not built: no C compiler at install time"
     if settings.input_format != "json":
-        return "Python path (the C fast path reads JSON input only)"
+        return "the C fast path reads JSON input only"
     if settings.history != 1:
-        return "Python path (the C fast path keeps no event history: history is above 1)"
-    return "Python path"
+        return "the C fast path keeps no event history: history is above 1"
+    return None
+
+
+def describe(settings: Settings) -> str:
+    """Which path the core takes with these settings (for the startup log)."""
+    why = _unavailable(settings)
+    return "C fast path" if why is None else f"Python path ({why})"
 
 
 def build_engine(
@@ -96,7 +99,7 @@ def build_engine(
 
     `result` is processor.core.Result, the named tuple the engine returns.
     """
-    if _native is None or settings.history != 1 or settings.input_format != "json":
+    if _native is None or _unavailable(settings) is not None:
         return None
     constants = orjson.dumps(renderer.constants)[1:-1]
     entity_types: dict[str, dict[str, Any]] = {}
@@ -120,7 +123,7 @@ def build_engine(
         entity_types[entity_type] = {
             "name": entity_type,
             "enabled": entity_type in settings.entity_types,
-            "default_type": _DEFAULT_TYPE[entity_type],
+            "default_type": _ENTITY_NAME[entity_type],
             "state_fields": list(settings.state_fields.get(entity_type, [])),
             "rules": [_rule(m, r) for m, r in check.properties[entity_type].items()],
             "events": events,
