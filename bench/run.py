@@ -62,10 +62,11 @@ from rich.progress import (  # noqa: E402
 )
 from rich.table import Table  # noqa: E402
 
+from processor import clients  # noqa: E402
 from processor.broker import EmbeddedBroker  # noqa: E402
 from processor.config import Settings  # noqa: E402
 from processor.core import Core  # noqa: E402
-from processor.load import DEFAULT_PRODUCER_CONFIG, TokenBucket, produce_load  # noqa: E402
+from processor.load import TokenBucket, produce_load  # noqa: E402
 from processor.records import InputRecord  # noqa: E402
 from processor.state import State, StoredEvent, encode_state  # noqa: E402
 from processor.store import StateStore  # noqa: E402
@@ -482,12 +483,16 @@ class Bench:
             figures["step_seconds"] = round(time.monotonic() - started, 2)
             self.report["steps"][name] = figures
 
+    def _producer_config(self) -> dict[str, Any]:
+        settings = Settings(bootstrap_servers=self.bootstrap, instance_id="bench")
+        return clients.plain_producer(settings, "bench-load")
+
     def load_input(self) -> dict[str, Any]:
         a = self.args
         self.create_topics([self.input_topic])
         gen = Generator(seed=a.seed, keys=a.keys, mix=Mix(), instance_bytes=a.instance_bytes)
         report = produce_load(
-            self.bootstrap, self.input_topic, gen, a.records, None, console=self.console
+            self._producer_config(), self.input_topic, gen, a.records, None, console=self.console
         )
         if report.sent != a.records:
             raise StepError(f"only {report.sent} of {a.records} input records were acknowledged")
@@ -687,7 +692,7 @@ class Bench:
     ) -> tuple[int, float, float]:
         """Produce `records` at `rate`/s with `observedAt` and the record timestamp set to the
         send time; return (acknowledged, send start on the wall clock, seconds)."""
-        producer = Producer({**DEFAULT_PRODUCER_CONFIG, "bootstrap.servers": self.bootstrap})
+        producer = Producer(self._producer_config())
         acked = [0]
 
         def on_delivery(err: KafkaError | None, _msg: Any) -> None:

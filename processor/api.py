@@ -17,6 +17,7 @@ from urllib.parse import unquote
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from processor import clients
 from processor.config import Settings
 from processor.http import Response, json_response, problem
 from processor.metrics import ApiMetrics
@@ -70,13 +71,8 @@ class ChangelogView:
             return self.values.get(key)
 
     def _follow(self) -> None:
-        from processor.changelog import restore_consumer_config
-
         s = self.settings
-        conf = restore_consumer_config(s)
-        conf["group.id"] = f"{s.app_id}-api"
-        conf["client.id"] = f"{s.app_id}-api-{s.instance_id}"
-        consumer = Consumer(conf)
+        consumer = Consumer(clients.committed_reader(s, "api"))
         try:
             while not self.stop_event.is_set() and not self.partitions:
                 self.heartbeat = time.monotonic()

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from processor import clients
 from processor.compact import PROFILES
 from processor.config import Settings
-from processor.logs import KAFKA_LOGGER
 from processor.metrics import Metrics
 from processor.snapshot import Snapshots, Witness, value_digest
 from processor.store import StateStore
@@ -27,42 +26,13 @@ log = logging.getLogger(__name__)
 _STEP_RECORDS = 20_000
 
 
-def restore_consumer_config(settings: Settings) -> dict[str, Any]:
-    from processor.loop import _PRODUCER_ONLY, _only
-
-    conf: dict[str, Any] = {
-        "bootstrap.servers": settings.bootstrap_servers,
-        "group.id": f"{settings.app_id}-restore",  # required by the client; never committed
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "isolation.level": "read_committed",
-        "enable.partition.eof": True,
-        "auto.offset.reset": "earliest",
-        "fetch.max.bytes": 64 * 1024 * 1024,
-        # Some Kafka-compatible brokers ignore fetch.max.bytes and answer with everything up
-        # to the end; the client must not reject (and endlessly re-fetch) such a response.
-        "receive.message.max.bytes": 2_147_483_647,
-        "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        "client.id": f"{settings.app_id}-{settings.instance_id}-restore",
-        "logger": KAFKA_LOGGER,
-    }
-    conf.update(
-        {
-            k: v
-            for k, v in _only(settings.kafka, _PRODUCER_ONLY).items()
-            if not k.startswith("group.")
-        }
-    )
-    return conf
-
-
 class Restorer:
     def __init__(self, settings: Settings, store: StateStore, metrics: Metrics) -> None:
         self.topic = settings.changelog_topic
         self.store = store
         self.metrics = metrics
         self.settings = settings
-        self.consumer = Consumer(restore_consumer_config(settings))
+        self.consumer = Consumer(clients.committed_reader(settings, "restore"))
         self.active: dict[int, tuple[float, int]] = {}  # partition -> (started, records)
         self.snapshots: Snapshots | None = None
         if settings.state_dir is not None:
@@ -175,7 +145,7 @@ class Restorer:
         """Snapshot these (restored, committed) partitions; failures only cost restore time."""
         if self.snapshots is None or not partitions:
             return
-        reader = Consumer(restore_consumer_config(self.settings))
+        reader = Consumer(clients.committed_reader(self.settings, "snapshot"))
         try:
             for p in partitions:
                 entries = self.store.partitions.get(p)

@@ -185,6 +185,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from processor import clients
     from processor.load import produce_load
     from processor.synthetic import Generator, Mix
 
@@ -194,12 +195,11 @@ def cmd_load(args: argparse.Namespace) -> int:
     start_ms = args.start_ms if args.start_ms is not None else int(time.time() * 1000)
     gen = Generator(seed=args.seed, keys=args.keys, mix=mix, start_ms=start_ms, step_ms=1)
     report = produce_load(
-        settings.bootstrap_servers,
+        clients.plain_producer(settings, "load"),
         args.topic or settings.input_topic,
         gen,
         args.count,
         args.rate,
-        kafka_config=dict(settings.kafka),
         progress=not args.quiet,
     )
     print(

@@ -110,6 +110,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"private field path {path!r} has an empty segment")
         return value
 
+    @field_validator("kafka")
+    @classmethod
+    def _kafka_properties(
+        cls, value: dict[str, str | int | float | bool]
+    ) -> dict[str, str | int | float | bool]:
+        from processor.clients import GUARDED, unknown_properties
+
+        for name in value:
+            if name in GUARDED:
+                raise ValueError(f"kafka property {name!r} is set by tmf-events: {GUARDED[name]}")
+        for name, reason in unknown_properties(value):
+            raise ValueError(f"kafka property {name!r}: {reason}")
+        return value
+
     @model_validator(mode="after")
     def _derived_defaults(self) -> Settings:
         if not self.changelog_topic:

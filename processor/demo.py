@@ -13,6 +13,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from processor import clients
 from processor.config import Settings
 from processor.core import Core
 from processor.records import InputRecord
@@ -192,7 +193,7 @@ def run_demo(bootstrap: str | None = None, timeout: float = 120) -> int:
         ensure_topics(settings, partitions=1)
         start_ms = (int(time.time()) // 60 - 15) * 60_000
         history = sample_history(start_ms)
-        producer = Producer({"bootstrap.servers": address, "partitioner": "murmur2_random"})
+        producer = Producer(clients.plain_producer(settings, "demo"))
         for key, value, ts in history:
             producer.produce(settings.input_topic, value, key.encode(), timestamp=ts)
         producer.flush(30)
@@ -224,14 +225,7 @@ def run_demo(bootstrap: str | None = None, timeout: float = 120) -> int:
 
 
 def _collect(settings: Settings, expected: int, timeout: float, console: Console) -> list[Any]:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": f"{settings.app_id}-reader",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-        }
-    )
+    consumer = Consumer(clients.committed_reader(settings, "demo"))
     topics = [settings.service_topic, settings.resource_topic, settings.dlq_topic]
     consumer.assign([TopicPartition(t, 0, 0) for t in topics])
     rows: list[Any] = []

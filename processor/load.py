@@ -31,17 +31,7 @@ from rich.text import Text
 
 from processor.synthetic import Generator
 
-__all__ = ["DEFAULT_PRODUCER_CONFIG", "LoadReport", "TokenBucket", "produce_load"]
-
-DEFAULT_PRODUCER_CONFIG: dict[str, Any] = {
-    "partitioner": "murmur2_random",
-    "enable.idempotence": True,
-    "acks": "all",
-    "linger.ms": 5,
-    "compression.type": "lz4",
-    "queue.buffering.max.messages": 500_000,
-    "queue.buffering.max.kbytes": 1_048_576,
-}
+__all__ = ["LoadReport", "TokenBucket", "produce_load"]
 
 _POLL_EVERY = 1000  # serve delivery callbacks and refresh the progress bar every N records
 _FLUSH_TIMEOUT_S = 120.0
@@ -112,25 +102,22 @@ class _Counters:
 
 
 def produce_load(
-    bootstrap: str,
+    config: Mapping[str, Any],
     topic: str,
     gen: Generator,
     count: int,
     rate: float | None,
     *,
-    kafka_config: Mapping[str, Any] | None = None,
     progress: bool = True,
     console: Console | None = None,
 ) -> LoadReport:
     """Produce `count` records of `gen` to `topic`, at most `rate` per second (None: no limit).
 
-    `kafka_config` adds to or overrides `DEFAULT_PRODUCER_CONFIG`. Delivery errors are counted,
+    `config` is the producer's (processor.clients.plain_producer). Delivery errors are counted,
     not raised. Ctrl-C stops producing, flushes what was produced and reports
     `interrupted=True`. The time runs from the first record to the end of the final flush.
     """
-    config: dict[str, Any] = {**DEFAULT_PRODUCER_CONFIG, "bootstrap.servers": bootstrap}
-    config.update(kafka_config or {})
-    producer = Producer(config)
+    producer = Producer(dict(config))
     counters = _Counters()
     bucket = TokenBucket(rate) if rate else None
     produced = 0

@@ -29,12 +29,11 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from processor import native
+from processor import clients, native
 from processor.changelog import Restorer
 from processor.compact import unpack
 from processor.config import Settings
 from processor.core import Core
-from processor.logs import KAFKA_LOGGER
 from processor.messages import OutMessage
 from processor.metrics import Metrics
 from processor.records import InputRecord
@@ -72,79 +71,6 @@ class _Batch:
     dead: Tally[str] = field(default_factory=Tally)
     times_ms: list[int] = field(default_factory=list)
     native_at_start: int = 0  # the core's count of C-path records when the batch began
-
-
-def consumer_config(settings: Settings) -> dict[str, Any]:
-    conf: dict[str, Any] = {
-        "bootstrap.servers": settings.bootstrap_servers,
-        "group.id": settings.app_id,
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "isolation.level": "read_committed",
-        "auto.offset.reset": "earliest",
-        "partition.assignment.strategy": "cooperative-sticky",
-        "client.id": f"{settings.app_id}-{settings.instance_id}",
-        "logger": KAFKA_LOGGER,
-    }
-    if settings.static_membership:
-        conf["group.instance.id"] = settings.instance_id
-    conf.update(_only(settings.kafka, _PRODUCER_ONLY))
-    return conf
-
-
-def producer_config(settings: Settings) -> dict[str, Any]:
-    conf: dict[str, Any] = {
-        # Only failed deliveries call back (see Processor._on_delivery): no per-message cost.
-        "delivery.report.only.error": True,
-        "bootstrap.servers": settings.bootstrap_servers,
-        "transactional.id": f"{settings.app_id}-{settings.instance_id}",
-        "transaction.timeout.ms": 10000,
-        "partitioner": "murmur2_random",  # Java's default: Java consumers co-partition
-        "linger.ms": 5,
-        # State records repeat their last event's JSON: lz4 halves what a restore must read.
-        "compression.type": "lz4",
-        "client.id": f"{settings.app_id}-{settings.instance_id}",
-        "logger": KAFKA_LOGGER,
-    }
-    conf.update(_only(settings.kafka, _CONSUMER_ONLY))
-    return conf
-
-
-# librdkafka warns about (or rejects) properties of the other client type.
-_CONSUMER_ONLY = (
-    "group.",
-    "session.timeout.ms",
-    "heartbeat.interval.ms",
-    "max.poll.interval.ms",
-    "auto.",
-    "fetch.",
-    "isolation.level",
-    "partition.assignment.strategy",
-    "enable.auto.",
-    "queued.",
-    "enable.partition.eof",
-    "check.crcs",
-)
-_PRODUCER_ONLY = (
-    "transactional.id",
-    "transaction.timeout.ms",
-    "partitioner",
-    "linger.ms",
-    "queue.buffering.",
-    "batch.",
-    "compression.",
-    "acks",
-    "enable.idempotence",
-    "message.send.max.retries",
-    "retries",
-    "delivery.timeout.ms",
-    "request.required.acks",
-    "message.timeout.ms",
-)
-
-
-def _only(extra: dict[str, Any], excluded: tuple[str, ...]) -> dict[str, Any]:
-    return {k: v for k, v in extra.items() if not k.startswith(excluded)}
 
 
 def to_record(msg: Message) -> InputRecord:
@@ -225,7 +151,7 @@ class Processor:
         self._init_transactions()
         self.producer_ready = True
         self.restorer = Restorer(s, self.store, self.metrics)
-        self.consumer = Consumer(consumer_config(s))
+        self.consumer = Consumer(clients.processor_consumer(s))
         self.consumer.subscribe(
             [self.input],
             on_assign=self._on_assign,
@@ -241,7 +167,7 @@ class Processor:
         return 0
 
     def _new_producer(self) -> Producer:
-        conf = producer_config(self.settings)
+        conf = clients.transactional_producer(self.settings)
         conf["on_delivery"] = self._on_delivery
         return Producer(conf)
 

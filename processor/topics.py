@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from processor import clients
 from processor.config import Settings
-from processor.logs import KAFKA_LOGGER
 
 log = logging.getLogger(__name__)
 
@@ -28,20 +27,7 @@ class TopicPlan:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    conf: dict[str, Any] = {
-        "bootstrap.servers": settings.bootstrap_servers,
-        "logger": KAFKA_LOGGER,
-    }
-    conf.update(_client_settings(settings.kafka))
-    return AdminClient(conf)
-
-
-def _client_settings(
-    extra: dict[str, str | int | float | bool],
-) -> dict[str, str | int | float | bool]:
-    # Consumer/producer tuning keys make the admin client warn; pass only shared ones.
-    shared_prefixes = ("security.", "sasl.", "ssl.", "client.", "socket.", "broker.", "metadata.")
-    return {k: v for k, v in extra.items() if k.startswith(shared_prefixes)}
+    return AdminClient(clients.admin(settings))
 
 
 def partition_counts(admin: AdminClient, names: list[str], timeout: float = 15) -> dict[str, int]:

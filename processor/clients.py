@@ -1,0 +1,240 @@
+"""Every Kafka client the commands create, configured by one policy.
+
+The `kafka` setting passes librdkafka properties through to the clients. One rule decides
+which client gets which: a property goes to every client whose role reads it — consumer
+properties to consumers, producer properties to producers, connection and security
+properties to all (admin clients get only those). A user's value beats the tool's default,
+except for the properties exactly-once rests on (`GUARDED`), which the settings refuse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from processor.logs import KAFKA_LOGGER
+
+if TYPE_CHECKING:
+    from processor.config import Settings
+
+Role = Literal["consumer", "producer", "admin"]
+KafkaValue = str | int | float | bool
+
+# librdkafka's consumer-only and producer-only properties (CONFIGURATION.md, columns C and
+# P), by prefix; anything else is read by every client type.
+CONSUMER_ONLY = (
+    "group.",
+    "partition.assignment.strategy",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "coordinator.query.interval.ms",
+    "max.poll.interval.ms",
+    "enable.auto.",
+    "auto.",
+    "queued.",
+    "fetch.",
+    "max.partition.fetch.bytes",
+    "isolation.level",
+    "enable.partition.eof",
+    "check.crcs",
+    "offset.store.",
+    "consume.callback.max.messages",
+)
+PRODUCER_ONLY = (
+    "transactional.id",
+    "transaction.timeout.ms",
+    "enable.idempotence",
+    "enable.gapless.guarantee",
+    "queue.buffering.",
+    "linger.ms",
+    "message.send.max.retries",
+    "retries",
+    "compression.",
+    "batch.",
+    "delivery.report.only.error",
+    "sticky.partitioning.linger.ms",
+    "request.required.acks",
+    "acks",
+    "request.timeout.ms",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "partitioner",
+    "produce.offset.report",
+    "queuing.strategy",
+)
+
+# Set by the tool for exactly-once and for the layout of its topics; a user's value would
+# silently break a guarantee, so the settings name the setting to use instead.
+GUARDED: dict[str, str] = {
+    "bootstrap.servers": "set `bootstrap_servers` instead",
+    "group.id": "it is `app_id`",
+    "group.instance.id": "it is `instance_id` (see `static_membership`)",
+    "transactional.id": "it is `<app_id>-<instance_id>`",
+    "enable.idempotence": "transactions need it on",
+    "enable.auto.commit": "offsets commit inside the transaction",
+    "enable.auto.offset.store": "offsets commit inside the transaction",
+    "isolation.level": "the processor reads read_committed",
+    "partitioner": "events are partitioned like Java clients (murmur2_random)",
+    "enable.partition.eof": "restoring relies on it",
+}
+
+
+def role_reads(role: Role, name: str) -> bool:
+    """Whether a client of this role reads the librdkafka property `name`."""
+    if name.startswith(CONSUMER_ONLY):
+        return role == "consumer"
+    if name.startswith(PRODUCER_ONLY):
+        return role == "producer"
+    return True
+
+
+def build(
+    settings: Settings,
+    role: Role,
+    client_id: str,
+    defaults: Mapping[str, Any],
+    *,
+    bootstrap: str | None = None,
+) -> dict[str, Any]:
+    """The configuration of one client: the tool's `defaults`, then the user's `kafka`
+    properties this role reads (user values win), then the connection."""
+    conf: dict[str, Any] = dict(defaults)
+    conf.update({k: v for k, v in settings.kafka.items() if role_reads(role, k)})
+    conf["bootstrap.servers"] = bootstrap or settings.bootstrap_servers
+    conf["client.id"] = client_id
+    conf["logger"] = KAFKA_LOGGER
+    return conf
+
+
+def processor_consumer(settings: Settings) -> dict[str, Any]:
+    """The processor's input consumer: read_committed, offsets only through transactions."""
+    conf = build(
+        settings,
+        "consumer",
+        f"{settings.app_id}-{settings.instance_id}",
+        {
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+        },
+    )
+    conf.update(
+        {
+            "group.id": settings.app_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    if settings.static_membership:
+        conf["group.instance.id"] = settings.instance_id
+    return conf
+
+
+def transactional_producer(settings: Settings) -> dict[str, Any]:
+    """The processor's one transactional producer (fences its predecessor by its id)."""
+    conf = build(
+        settings,
+        "producer",
+        f"{settings.app_id}-{settings.instance_id}",
+        {
+            "transaction.timeout.ms": 10000,
+            "linger.ms": 5,
+            # State records repeat their last event's JSON: lz4 halves what a restore reads.
+            "compression.type": "lz4",
+        },
+    )
+    conf.update(
+        {
+            "transactional.id": f"{settings.app_id}-{settings.instance_id}",
+            # Java's default partitioner: Java consumers co-partition by key.
+            "partitioner": "murmur2_random",
+            # Only failed deliveries call back: no per-message cost.
+            "delivery.report.only.error": True,
+        }
+    )
+    return conf
+
+
+def committed_reader(settings: Settings, purpose: str) -> dict[str, Any]:
+    """An assign-mode, read_committed consumer that reads partitions to their end (restore,
+    snapshots, the query API's follower, `tail`); it never commits offsets."""
+    conf = build(
+        settings,
+        "consumer",
+        f"{settings.app_id}-{settings.instance_id}-{purpose}",
+        {
+            "auto.offset.reset": "earliest",
+            "fetch.max.bytes": 64 * 1024 * 1024,
+            # Some Kafka-compatible brokers ignore fetch.max.bytes and answer with everything
+            # up to the end; the client must not reject (and endlessly re-fetch) that answer.
+            "receive.message.max.bytes": 2_147_483_647,
+            "max.partition.fetch.bytes": 16 * 1024 * 1024,
+        },
+    )
+    conf.update(
+        {
+            # Required by the client even in assign mode; never committed to.
+            "group.id": f"{settings.app_id}-{purpose}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+        }
+    )
+    return conf
+
+
+def plain_producer(
+    settings: Settings, purpose: str, *, bootstrap: str | None = None
+) -> dict[str, Any]:
+    """An idempotent, non-transactional producer keyed like the upstream systems (`load`,
+    `demo`)."""
+    conf = build(
+        settings,
+        "producer",
+        f"{settings.app_id}-{purpose}",
+        {
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 500_000,
+            "queue.buffering.max.kbytes": 1_048_576,
+        },
+        bootstrap=bootstrap,
+    )
+    conf.update({"enable.idempotence": True, "partitioner": "murmur2_random"})
+    return conf
+
+
+def admin(settings: Settings) -> dict[str, Any]:
+    """An admin client: connection and security properties only."""
+    return build(settings, "admin", f"{settings.app_id}-admin", {})
+
+
+def unknown_properties(extra: Mapping[str, KafkaValue]) -> list[tuple[str, str]]:
+    """(name, librdkafka's reason) for each property whose name or value librdkafka refuses.
+
+    Each property is tried alone: what depends on others (a SASL mechanism for a protocol)
+    is checked when the real client is created.
+    """
+    if not extra:
+        return []
+    from confluent_kafka import KafkaException, Producer
+
+    refused: list[tuple[str, str]] = []
+    for name, value in extra.items():
+        try:
+            # No bootstrap servers: the client is created and dropped without connecting.
+            Producer({name: value, "log_level": 0})
+        except KafkaException as exc:
+            reason = _reason(exc)
+            if reason.startswith(("No such configuration property", "Invalid value")):
+                refused.append((name, reason))
+        except (TypeError, ValueError) as exc:
+            refused.append((name, str(exc)))
+    return refused
+
+
+def _reason(exc: Exception) -> str:
+    err = exc.args[0] if exc.args else exc
+    return str(err.str()) if hasattr(err, "str") else str(err)
