@@ -67,9 +67,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     server = None
-    if settings.http_port:
+    if settings.port_for("run"):
         server = HttpServer(
-            settings.http_port, processor.metrics.registry, processor.health, processor.readiness
+            settings.port_for("run"), processor.metrics.registry, processor.health, processor.readiness
         ).start()
     watchdog = Watchdog(processor.health).start()
     try:
@@ -138,7 +138,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     setup_logging(settings.log_format, settings.log_level)
     view = ChangelogView(settings).start()
     server = HttpServer(
-        settings.http_port, view.metrics.registry, view.health, view.ready, Api(view)
+        settings.port_for("api"), view.metrics.registry, view.health, view.ready, Api(view)
     ).start()
     print(f"tmf-events api listening on port {server.port}", file=sys.stderr)
     done = threading.Event()
@@ -157,7 +157,7 @@ def cmd_latest(args: argparse.Namespace) -> int:
     import urllib.request
 
     settings = _settings(args)
-    base = (args.url or f"http://localhost:{settings.http_port}").rstrip("/")
+    base = (args.url or f"http://localhost:{settings.port_for('api')}").rstrip("/")
     ident = urllib.parse.quote(args.id, safe="")
     path = (
         f"/instances/{ident}/events?limit={args.n}"
@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("latest", parents=[common], help="print an instance's latest event")
     p.add_argument("id", help="instance id")
-    p.add_argument("--url", help="API base URL (default http://localhost:<http_port>)")
+    p.add_argument("--url", help="API base URL (default http://localhost:<the api's http_port>)")
     p.add_argument("-n", type=int, default=0, help="list the last N events instead")
     p.add_argument("--timeout", type=float, default=10.0)
     p.set_defaults(func=cmd_latest)

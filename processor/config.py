@@ -44,6 +44,10 @@ DEFAULT_STATE_FIELDS: dict[str, dict[EntityType, list[str]]] = {
 }
 
 
+# Each HTTP-serving command's port when `http_port` is not set.
+HTTP_PORTS = {"run": 8080, "api": 8081, "hub": 8082}
+
+
 class ReportingSystem(BaseModel):
     """The v5 `source` / `reportingSystem` EntityRef; `id` defaults to the app id."""
 
@@ -86,7 +90,8 @@ class Settings(BaseSettings):
     type_prefix: str = "org.tmforum"
     commit_interval_ms: int = Field(default=100, ge=1)
     max_batch: int = Field(default=2000, ge=1)
-    http_port: int = Field(default=8080, ge=0, le=65535)
+    # None: the command's own default (HTTP_PORTS), so `run`, `api` and `hub` share a host.
+    http_port: int | None = Field(default=None, ge=0, le=65535)
     instance_id: str = Field(default_factory=socket.gethostname)
     reporting_system: ReportingSystem = Field(default_factory=ReportingSystem)
     envelope: Envelope = Field(default_factory=Envelope)
@@ -155,6 +160,10 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # `_config_file` values are passed through init as a separate, lower-priority source.
         return init_settings, env_settings, _YAML_SOURCE.get(settings_cls), file_secret_settings
+
+    def port_for(self, command: str) -> int:
+        """The HTTP port of a command: `http_port` when set, else the command's default."""
+        return self.http_port if self.http_port is not None else HTTP_PORTS[command]
 
     def topic_for(self, entity_type: str) -> str:
         return self.service_topic if entity_type == "service" else self.resource_topic

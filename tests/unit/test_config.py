@@ -37,7 +37,8 @@ def test_defaults():
     assert s.private_fields == []
     assert s.state_fields == DEFAULT_STATE_FIELDS["v4"]
     assert s.entity_types == ["service", "resource"]
-    assert (s.commit_interval_ms, s.max_batch, s.http_port) == (100, 2000, 8080)
+    assert (s.commit_interval_ms, s.max_batch, s.port_for("run")) == (100, 2000, 8080)
+    assert (s.port_for("api"), s.port_for("hub")) == (8081, 8082)
     assert (s.max_record_bytes, s.max_json_depth) == (1024 * 1024, 64)
     assert s.reporting_system.model_dump() == {"id": "tmf-events", "name": "tmf-events"}
     assert s.envelope.model_dump() == {
