@@ -12,7 +12,7 @@ from processor.decide import Policy, decide
 from processor.dlq import dead_letter
 from processor.instance_check import InstanceCheck
 from processor.messages import OutMessage, Result
-from processor.native import build_engine
+from processor.native import MessageLimits, build_engine
 from processor.records import Decoder, InputRecord, Rejection, traceparent_of
 from processor.render import Renderer
 from processor.state.codec import encode_state
@@ -48,14 +48,17 @@ class Core:
             instance_check.problem,
         )
         self.renderer = Renderer(settings)
-        self.engine: Engine | None = None
-        if native and form.packed:
-            self.engine = build_engine(settings, self.renderer, instance_check, form.profiles)
-        self.native_records = 0  # records the C path took
         self.dlq_topic = settings.dlq_topic
         self.history = settings.history
         # librdkafka refuses larger messages; its default unless the settings raise it.
         self.max_message_bytes = int(settings.kafka.get("message.max.bytes", 1_000_000))
+        self.engine: Engine | None = None
+        if native and form.packed:
+            limits = MessageLimits(self.max_message_bytes, _HEADROOM)
+            self.engine = build_engine(
+                settings, self.renderer, instance_check, form.profiles, limits
+            )
+        self.native_records = 0  # records the C path took
 
     def process(self, record: InputRecord, key: str | None, prior: bytes | None) -> Result:
         """`key`: the record key as text (None when absent or not UTF-8); `prior`: that

@@ -1,4 +1,4 @@
-#include "hashes.h"
+#include "blake2b.h"
 
 #include <string.h>
 
@@ -26,7 +26,7 @@ static inline uint64_t rotr(uint64_t x, int n) { return (x >> n) | (x << (64 - n
 
 static inline uint64_t load64(const uint8_t *p) {
     uint64_t v;
-    memcpy(&v, p, 8); /* little-endian hosts only; see the check in engine.c */
+    memcpy(&v, p, 8); /* little-endian hosts only: checked at import (engine.c) */
     return v;
 }
 
@@ -119,33 +119,4 @@ void blake2b_final(blake2b_state *s, uint8_t *out) {
     uint8_t full[64];
     memcpy(full, s->h, 64);
     memcpy(out, full, s->outlen);
-}
-
-/* CRC-32, slicing by 8: tables built once at import. */
-static uint32_t CRC[8][256];
-void crc32_init(void) {
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320U ^ (c >> 1) : c >> 1;
-        CRC[0][i] = c;
-    }
-    for (uint32_t i = 0; i < 256; i++)
-        for (int t = 1; t < 8; t++) CRC[t][i] = (CRC[t - 1][i] >> 8) ^ CRC[0][CRC[t - 1][i] & 0xFF];
-}
-
-uint32_t crc32_update(uint32_t crc, const uint8_t *p, size_t len) {
-    crc = ~crc;
-    while (len >= 8) {
-        uint32_t a, b;
-        memcpy(&a, p, 4);
-        memcpy(&b, p + 4, 4);
-        a ^= crc;
-        crc = CRC[7][a & 0xFF] ^ CRC[6][(a >> 8) & 0xFF] ^ CRC[5][(a >> 16) & 0xFF] ^
-              CRC[4][a >> 24] ^ CRC[3][b & 0xFF] ^ CRC[2][(b >> 8) & 0xFF] ^
-              CRC[1][(b >> 16) & 0xFF] ^ CRC[0][b >> 24];
-        p += 8;
-        len -= 8;
-    }
-    while (len--) crc = CRC[0][(crc ^ *p++) & 0xFF] ^ (crc >> 8);
-    return ~crc;
 }

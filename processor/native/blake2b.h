@@ -1,6 +1,11 @@
-/* BLAKE2b (RFC 7693, unkeyed) and CRC-32 (the zlib polynomial), as the core uses them. */
-#ifndef TMF_HASHES_H
-#define TMF_HASHES_H
+/* BLAKE2b (RFC 7693, unkeyed, any digest size): the state hash and the event ids.
+
+   No library the install can rely on offers it: zlib has no BLAKE2, Debian's libb2 is not
+   on a Python image or in manylinux, OpenSSL 3.0 has only the fixed 64-byte digest (a
+   BLAKE2b-128 is not a truncated BLAKE2b-512) and CPython keeps its copy private. So this is
+   our own; tests/unit/test_native.py holds it to the RFC's test vector and to hashlib. */
+#ifndef TMF_BLAKE2B_H
+#define TMF_BLAKE2B_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -16,8 +21,5 @@ typedef struct {
 void blake2b_init(blake2b_state *s, size_t outlen);
 void blake2b_update(blake2b_state *s, const void *data, size_t len);
 void blake2b_final(blake2b_state *s, uint8_t *out);
-
-void crc32_init(void); /* once, before any crc32_update */
-uint32_t crc32_update(uint32_t crc, const uint8_t *data, size_t len);
 
 #endif
