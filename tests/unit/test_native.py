@@ -12,6 +12,7 @@ import hashlib
 import os
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NamedTuple, get_args
 
 import orjson
@@ -30,6 +31,7 @@ from processor.state.packed import pack
 from processor.task import new_task
 from processor.timefmt import MAX_MS, MIN_MS, InvalidTimestampError, format_ms, parse_ms
 from processor.tmf import ENTITY_TYPES, KINDS
+from tests.fuzz import harness
 
 if not native.AVAILABLE:
     if os.environ.get("TMF_REQUIRE_NATIVE"):
@@ -556,6 +558,33 @@ def test_a_state_the_python_path_keeps_in_a_rare_form_is_read_there() -> None:
 
 
 # -- inputs that once crashed the C path or set it apart from the Python path -----------------
+
+_FOUND = sorted((Path(__file__).parents[1] / "fuzz" / "found").iterdir())
+
+
+@pytest.mark.parametrize("found", _FOUND, ids=[p.name for p in _FOUND])
+def test_every_input_the_fuzzer_found_is_answered_alike(found: Path) -> None:
+    """Replays a fuzzer finding (docs/native.md#when-the-fuzzer-finds-something) through the
+    fuzz oracle: it raises on any difference between the paths, or on a raise from either."""
+    harness.check(found.read_bytes())
+
+
+def test_the_fuzz_oracle_tells_a_difference() -> None:
+    """The oracle is only worth its findings if it fails on a difference: an engine that
+    answers `unchanged` to everything must be caught on the first record."""
+    case = harness.case(0)
+    real = case.fast.engine
+
+    class Liar:
+        def process(self, *args: Any) -> Result:
+            return Result("unchanged", [], args[2], "service")
+
+    case.fast.engine = Liar()  # type: ignore[assignment]
+    try:
+        with pytest.raises(harness.DisagreementError):
+            harness.check(bytes(64))
+    finally:
+        case.fast.engine = real
 
 
 def _upsert(offset: int, instance: bytes, key: bytes = b"k") -> InputRecord:
