@@ -63,18 +63,8 @@ class Core:
     def process(self, record: InputRecord, key: str | None, prior: bytes | None) -> Result:
         """`key`: the record key as text (None when absent or not UTF-8); `prior`: that
         key's state in the store's form, None when it has none."""
-        engine = self.engine
-        if engine is not None and key is not None:
-            result: Result | None = engine.process(
-                record.value,
-                record.key or b"",  # never empty where `key` is set
-                key,
-                record.partition,
-                record.offset,
-                record.timestamp_ms,
-                traceparent_of(record.headers) if record.headers else None,
-                prior,
-            )
+        if key is not None and self.engine is not None:
+            result = self.native_answer(record, key, prior)
             if result is not None:
                 self.native_records += 1
                 return result
@@ -152,6 +142,23 @@ class Core:
             stored=self.form.store(change.key, after, encoded),
             encoded=encoded,
         )
+
+    def native_answer(self, record: InputRecord, key: str, prior: bytes | None) -> Result | None:
+        """The C path's result for the record, or None: the C path is not built here or
+        hands the record over (docs/native.md#hand-over-rules)."""
+        if self.engine is None:
+            return None
+        result: Result | None = self.engine.process(
+            record.value,
+            record.key or b"",  # never empty where `key` is set
+            key,
+            record.partition,
+            record.offset,
+            record.timestamp_ms,
+            traceparent_of(record.headers) if record.headers else None,
+            prior,
+        )
+        return result
 
     def _reject(self, record: InputRecord, rejection: Rejection) -> Result:
         return Result(

@@ -50,35 +50,21 @@ static void cloudevent(Engine *e, const record *rec, jbuf *b) {
     const work *w = e->w;
     const evconst *c = w->last;
     jbuf_reset(b);
-    JBUF_LIT(b, "{\"specversion\":\"1.0\",\"id\":");
-    jbuf_str(b, w->id, 36);
-    JBUF_LIT(b, ",\"source\":");
-    jbuf_put(b, e->source_json.s, e->source_json.n);
-    JBUF_LIT(b, ",\"type\":");
-    jbuf_put(b, c->type_json.s, c->type_json.n);
-    JBUF_LIT(b, ",\"time\":");
-    jbuf_str(b, w->time, 24);
-    JBUF_LIT(b, ",\"subject\":");
-    jbuf_str(b, rec->k.s, rec->k.n);
-    JBUF_LIT(b, ",\"dataschema\":");
-    jbuf_put(b, c->schema_json.s, c->schema_json.n);
-    JBUF_LIT(b, ",\"partitionkey\":");
-    jbuf_str(b, rec->k.s, rec->k.n);
-    JBUF_LIT(b, ",\"correlationid\":");
-    jbuf_str(b, rec->corr.s, rec->corr.n);
-    JBUF_LIT(b, ",\"entityversion\":");
-    jbuf_str(b, w->ver, w->ver_n);
-    if (w->has_prev) {
-        JBUF_LIT(b, ",\"previousid\":");
-        jbuf_str(b, w->prev, 36);
-    }
-    if (rec->traceparent != Py_None) {
-        JBUF_LIT(b, ",\"traceparent\":");
-        jbuf_str(b, PyBytes_AS_STRING(rec->traceparent),
+    JBUF_STR(b, "{\"specversion\":\"1.0\",\"id\":", w->id, 36);
+    JBUF_RAW(b, ",\"source\":", e->source_json.s, e->source_json.n);
+    JBUF_RAW(b, ",\"type\":", c->type_json.s, c->type_json.n);
+    JBUF_STR(b, ",\"time\":", w->time, 24);
+    JBUF_STR(b, ",\"subject\":", rec->k.s, rec->k.n);
+    JBUF_RAW(b, ",\"dataschema\":", c->schema_json.s, c->schema_json.n);
+    JBUF_STR(b, ",\"partitionkey\":", rec->k.s, rec->k.n);
+    JBUF_STR(b, ",\"correlationid\":", rec->corr.s, rec->corr.n);
+    JBUF_STR(b, ",\"entityversion\":", w->ver, w->ver_n);
+    if (w->has_prev) JBUF_STR(b, ",\"previousid\":", w->prev, 36);
+    if (rec->traceparent != Py_None)
+        JBUF_STR(b, ",\"traceparent\":", PyBytes_AS_STRING(rec->traceparent),
                  (size_t)PyBytes_GET_SIZE(rec->traceparent));
-    }
-    JBUF_LIT(b, ",\"datacontenttype\":\"application/json\",\"data\":");
-    jbuf_put(b, PyBytes_AS_STRING(w->last_value), (size_t)PyBytes_GET_SIZE(w->last_value));
+    JBUF_RAW(b, ",\"datacontenttype\":\"application/json\",\"data\":",
+             PyBytes_AS_STRING(w->last_value), (size_t)PyBytes_GET_SIZE(w->last_value));
     jbuf_byte(b, '}');
 }
 

@@ -433,6 +433,16 @@ void jbuf_str(jbuf *b, const char *s, size_t n) {
     jbuf_byte(b, '"');
 }
 
+void jbuf_then_str(jbuf *b, const char *lit, size_t lit_n, const char *s, size_t n) {
+    jbuf_put(b, lit, lit_n);
+    jbuf_str(b, s, n);
+}
+
+void jbuf_then_raw(jbuf *b, const char *lit, size_t lit_n, const char *s, size_t n) {
+    jbuf_put(b, lit, lit_n);
+    jbuf_put(b, s, n);
+}
+
 static const char HEXDIGITS[] = "0123456789abcdef";
 
 /* One code point as orjson writes it inside a string. */

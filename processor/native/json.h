@@ -80,6 +80,12 @@ void jbuf_str(jbuf *b, const char *s, size_t n); /* a JSON string of escape-free
 /* A JSON string as orjson writes it, from text that may need escapes ("\"", "\\",
    controls). */
 void jbuf_escaped(jbuf *b, const char *s, size_t n);
+/* Literal text (a member's name with its colon, and whatever comes before it), then a value:
+   a JSON string of escape-free text (JBUF_STR) or JSON as it is (JBUF_RAW). */
+void jbuf_then_str(jbuf *b, const char *lit, size_t lit_n, const char *s, size_t n);
+void jbuf_then_raw(jbuf *b, const char *lit, size_t lit_n, const char *s, size_t n);
+#define JBUF_STR(b, lit, s, n) jbuf_then_str((b), (lit), sizeof(lit) - 1, (s), (n))
+#define JBUF_RAW(b, lit, s, n) jbuf_then_raw((b), (lit), sizeof(lit) - 1, (s), (n))
 
 /* An object member to write: its node and its private subtree (NULL: none). */
 typedef struct {

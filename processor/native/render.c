@@ -35,8 +35,7 @@ static const ptree *private_sub(const Engine *e, const char *name, size_t n) {
 
 /* Render._payload of a Delete: id, href, @type, from the state. */
 static void delete_payload(const Engine *e, const record *rec, const decision *d, jbuf *b) {
-    JBUF_LIT(b, "{\"id\":");
-    jbuf_str(b, rec->k.s, rec->k.n);
+    JBUF_STR(b, "{\"id\":", rec->k.s, rec->k.n);
     if (d->state_href.s != NULL) {
         JBUF_LIT(b, ",\"href\":");
         jbuf_escaped(b, d->state_href.s, d->state_href.n);
@@ -54,8 +53,7 @@ static void delete_payload(const Engine *e, const record *rec, const decision *d
 static void delta_payload(const Engine *e, const record *rec, const decision *d, const plan *p,
                           jbuf *b) {
     const work *w = e->w;
-    JBUF_LIT(b, "{\"id\":");
-    jbuf_str(b, rec->k.s, rec->k.n);
+    JBUF_STR(b, "{\"id\":", rec->k.s, rec->k.n);
     if (d->href != NULL && d->href->type != J_NULL) {
         JBUF_LIT(b, ",\"href\":");
         json_write(b, d->href, private_sub(e, "href", 4), 0);
@@ -107,34 +105,24 @@ static int body(Engine *e, const record *rec, const decision *d, const plan *p,
         return HAND_OVER;
     jbuf_byte(b, '{');
     if (e->v5) {
-        JBUF_LIT(b, "\"@type\":");
-        jbuf_str(b, c->name_b.s, c->name_b.n);
+        JBUF_STR(b, "\"@type\":", c->name_b.s, c->name_b.n);
         JBUF_LIT(b, ",\"@baseType\":\"Event\",");
     }
-    JBUF_LIT(b, "\"eventId\":");
-    jbuf_str(b, w->id, 36);
-    JBUF_LIT(b, ",\"eventTime\":");
-    jbuf_str(b, w->time, 24);
-    JBUF_LIT(b, ",\"eventType\":");
-    jbuf_str(b, c->name_b.s, c->name_b.n);
-    JBUF_LIT(b, ",\"correlationId\":");
-    jbuf_str(b, rec->corr.s, rec->corr.n);
+    JBUF_STR(b, "\"eventId\":", w->id, 36);
+    JBUF_STR(b, ",\"eventTime\":", w->time, 24);
+    JBUF_STR(b, ",\"eventType\":", c->name_b.s, c->name_b.n);
+    JBUF_STR(b, ",\"correlationId\":", rec->corr.s, rec->corr.n);
     jbuf_byte(b, ',');
     jbuf_put(b, e->constants.s, e->constants.n); /* each member followed by a comma */
     if (e->v5) {
-        JBUF_LIT(b, "\"timeOccurred\":");
-        jbuf_str(b, w->time, 24);
-        JBUF_LIT(b, ",\"source\":");
-        jbuf_put(b, e->entity_ref.s, e->entity_ref.n);
-        JBUF_LIT(b, ",\"reportingSystem\":");
-        jbuf_put(b, e->entity_ref.s, e->entity_ref.n);
+        JBUF_STR(b, "\"timeOccurred\":", w->time, 24);
+        JBUF_RAW(b, ",\"source\":", e->entity_ref.s, e->entity_ref.n);
+        JBUF_RAW(b, ",\"reportingSystem\":", e->entity_ref.s, e->entity_ref.n);
     } else {
-        JBUF_LIT(b, "\"timeOcurred\":");
-        jbuf_str(b, w->time, 24);
+        JBUF_STR(b, "\"timeOcurred\":", w->time, 24);
         if (p->kind == K_AVC) field_path(e, p, b);
     }
-    JBUF_LIT(b, ",\"event\":{");
-    jbuf_str(b, e->types[d->et].name_b.s, e->types[d->et].name_b.n);
+    JBUF_STR(b, ",\"event\":{", e->types[d->et].name_b.s, e->types[d->et].name_b.n);
     jbuf_byte(b, ':');
     if (p->kind == K_DELETE)
         delete_payload(e, rec, d, b);

@@ -36,7 +36,7 @@ from typing import Any
 from processor.config import Settings
 from processor.core import Core
 from processor.messages import Result
-from processor.records import InputRecord, traceparent_of
+from processor.records import InputRecord
 from processor.state.store import StateForm
 from processor.timefmt import MAX_MS, format_ms
 
@@ -458,27 +458,13 @@ def _text_key(raw: bytes | None) -> str | None:
         return None
 
 
-def _engine_answer(core: Core, record: InputRecord, key: str, prior: bytes | None) -> Any:
-    assert core.engine is not None
-    return core.engine.process(
-        record.value,
-        record.key or b"",
-        key,
-        record.partition,
-        record.offset,
-        record.timestamp_ms,
-        traceparent_of(record.headers) if record.headers else None,
-        prior,
-    )
-
-
 def step(c: Case, record: InputRecord) -> None:
     key = _text_key(record.key)
     fast_prior = c.fast_held.get((record.partition, key)) if key is not None else None
     slow_prior = c.slow_held.get((record.partition, key)) if key is not None else None
     if not in_int64(record.offset, record.timestamp_ms, record.partition):
         # Kafka never sends these (replay refuses them): the engine must hand them over.
-        if key is not None and _engine_answer(c.fast, record, key, fast_prior) is not None:
+        if key is not None and c.fast.native_answer(record, key, fast_prior) is not None:
             raise DisagreementError(f"metadata outside int64 was not handed over: {record}")
         return
     if fast_prior is not None and key is not None:
@@ -486,7 +472,7 @@ def step(c: Case, record: InputRecord) -> None:
             c.fast.form.load(key, fast_prior)
         except ValueError:
             # A held state packed.unpack rejects: the engine must hand it over.
-            if _engine_answer(c.fast, record, key, fast_prior) is not None:
+            if c.fast.native_answer(record, key, fast_prior) is not None:
                 message = f"a corrupt state was not handed over: {fast_prior!r}"
                 raise DisagreementError(message) from None
             del c.fast_held[(record.partition, key)]
