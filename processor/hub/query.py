@@ -25,7 +25,7 @@ from urllib.parse import unquote
 
 ENVELOPE_FIELDS = frozenset({"correlationId", "domain", "priority", "title", "fieldPath"})
 _PATH_SEGMENT = re.compile(r"^[A-Za-z_@][A-Za-z0-9_@\-]*$")
-_OPERATORS = re.compile(r"(<=|>=|!=|<|>|\.(gt|gte|lt|lte|ne|in|regex)$)")
+_OPERATORS = re.compile(r"[<>!]|\.(gt|gte|lt|lte|ne|in|nin|regex)$")
 
 
 class QueryError(ValueError):
@@ -64,7 +64,7 @@ def parse_query(query: str | None, entity_type: str, event_types: Sequence[str])
         name = unquote(name).strip()
         if not eq:
             raise QueryError(f"query term {term!r} is not name=value")
-        if _OPERATORS.search(name) or raw.startswith(("=", "<", ">")):
+        if _OPERATORS.search(name) or raw.startswith(("=", "<", ">", "!")):
             raise QueryError(f"query term {term!r}: only equality (name=value) is supported")
         values = {unquote(v).strip() for v in raw.split(",")}
         if "" in values:
