@@ -38,6 +38,11 @@ class Received:
 Responder = Callable[[Received], tuple[int, dict[str, str], bytes]]
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # the hub gave up on a hanging request: the answer has nowhere to go
+
+
 def created(_request: Received) -> tuple[int, dict[str, str], bytes]:
     return 201, {}, b""
 
@@ -94,7 +99,7 @@ class Listener:
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = _QuietServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -62,10 +62,10 @@ def parse_query(query: str | None, entity_type: str, event_types: Sequence[str])
             continue
         name, eq, raw = term.partition("=")
         name = unquote(name).strip()
-        if not eq:
-            raise QueryError(f"query term {term!r} is not name=value")
         if _OPERATORS.search(name) or raw.startswith(("=", "<", ">", "!")):
             raise QueryError(f"query term {term!r}: only equality (name=value) is supported")
+        if not eq:
+            raise QueryError(f"query term {term!r} is not name=value")
         values = {unquote(v).strip() for v in raw.split(",")}
         if "" in values:
             raise QueryError(f"query term {term!r} has an empty value")

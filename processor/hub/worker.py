@@ -90,6 +90,7 @@ class Worker:
         self.positions: dict[int, int] = {}
         self.dirty: set[int] = set()
         self.touched: set[int] = set()  # partitions whose position this worker wrote
+        self.pending: Message | None = None  # the event being delivered
 
     # -- control (any thread) --------------------------------------------------------------
 
@@ -125,7 +126,6 @@ class Worker:
 
     def _run(self) -> None:
         consumer = Consumer(clients.hub_cursor(self.settings, self.sub.id))
-        pending: Message | None = None
         event_type = ""
         last_write = last_backlog = self.clock()
         try:
@@ -134,8 +134,8 @@ class Worker:
                     wanted = frozenset() if self.stopping else self.wanted
                     stopping = self.stopping
                 if wanted != self.held:
-                    if pending is not None and pending.partition() not in wanted:
-                        pending = None
+                    if self.pending is not None and self.pending.partition() not in wanted:
+                        self.pending = None
                     self._reassign(consumer, wanted)
                 if stopping:
                     break
@@ -145,12 +145,13 @@ class Worker:
                     continue
                 now = self.clock()
                 if now - last_write >= self.settings.hub_position_interval_ms / 1000:
+                    self._catch_up(consumer)
                     self._write_positions(self.dirty)
                     last_write = now
                 if now - last_backlog >= _BACKLOG_EVERY_S:
                     self._publish_backlog(consumer)
                     last_backlog = now
-                if pending is None:
+                if self.pending is None:
                     msg = consumer.poll(_POLL_S)
                     if msg is None:
                         self._publish_backlog(consumer)
@@ -167,14 +168,15 @@ class Worker:
                     if chosen is None:
                         self._advance(p, msg.offset() or 0)
                         continue
-                    pending, event_type = msg, chosen
-                if self._deliver(pending, event_type):
-                    self._advance(pending.partition() or 0, pending.offset() or 0)
-                    pending = None
+                    self.pending, event_type = msg, chosen
+                if self._deliver(self.pending, event_type):
+                    self._advance(self.pending.partition() or 0, self.pending.offset() or 0)
+                    self.pending = None
         except Exception as exc:  # the dispatcher restarts the worker from stored positions
             log.exception("subscription %s: delivery stopped", self.sub.id)
             self.error = str(exc)
         finally:
+            self._catch_up(consumer)
             self._write_positions(self.dirty)
             self.store.flush()
             if self.failures.paused:
@@ -256,9 +258,22 @@ class Worker:
         self.positions[partition] = offset + 1
         self.dirty.add(partition)
 
+    def _catch_up(self, consumer: Consumer) -> None:
+        """Positions past what the consumer skipped by itself (transaction markers, aborted
+        records): where nothing is pending, the consumer's position is handled."""
+        pending = self.pending.partition() if self.pending is not None else None
+        held = [TopicPartition(self.sub.topic, p) for p in self.held if p != pending]
+        if not held:
+            return
+        for tp in consumer.position(held):
+            if tp.offset > self.positions.get(tp.partition, tp.offset):
+                self.positions[tp.partition] = tp.offset
+                self.dirty.add(tp.partition)
+
     def _reassign(self, consumer: Consumer, wanted: frozenset[int]) -> None:
         gone, new = self.held - wanted, wanted - self.held
         if gone:
+            self._catch_up(consumer)
             self._write_positions(gone, flush=True)
             consumer.incremental_unassign([TopicPartition(self.sub.topic, p) for p in gone])
             for p in gone:
@@ -307,6 +322,7 @@ class Worker:
             self.store.flush()
 
     def _publish_backlog(self, consumer: Consumer) -> None:
+        self._catch_up(consumer)
         total = 0
         for p in self.held:
             try:

@@ -125,6 +125,7 @@ def test_objects_and_null_never_equal_text() -> None:
         ("event.service.state!=active", "only equality"),
         ("event.service.state>=active", "only equality"),
         ("event.service.state.gt=1", "only equality"),
+        ("event.service.state>active", "only equality"),
         ("event.service.state", "not name=value"),
         ("eventType=", "empty value"),
         ("eventType=ServiceCreateEvent,", "empty value"),
