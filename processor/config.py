@@ -166,6 +166,8 @@ class Settings(BaseSettings):
             self.source = f"urn:tmf-events:{self.app_id}"
         if not self.hub_topic:
             self.hub_topic = f"{self.app_id}-hub"
+        if self.hub_signing_secret is not None and not self.hub_signing_secret.get_secret_value():
+            self.hub_signing_secret = None  # an empty variable (compose's default) signs nothing
         if self.hub_retry_initial_ms > self.hub_retry_max_ms:
             raise ValueError("hub_retry_initial_ms must not exceed hub_retry_max_ms")
         if self.reporting_system.id is None:
