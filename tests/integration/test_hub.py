@@ -42,6 +42,7 @@ from tests.processes import (
     end_offsets,
     processor_fields,
     read_input,
+    run_cli,
     send,
     wait_consumed,
 )
@@ -488,3 +489,53 @@ def test_hub_killed_mid_delivery_loses_nothing(
         listener.down()
         s.hub.close()
         s.processor.stop()
+
+
+def test_two_replicas_share_the_partitions_and_hand_them_over(stack: Stack, tmp_path: Path) -> None:
+    before = ids_of(stack.events())
+    # Dynamic membership (as in the chart): SIGTERM leaves the group at once.
+    fields = {**stack.fields, "instance_id": "replica-1", "static_membership": False}
+    second = HubProcess(fields, tmp_path / "second.log")
+    listener = Listener().up()
+    sub = stack.hub.register(f"{listener.url}/cb")
+    try:
+        second.start().wait_ready()
+        # The other replica knows the subscription from the hub topic.
+        wait_until(lambda: second.call("GET", f"{SERVICE_HUB}/{sub}")[0] == 200, 30, 0.1)
+
+        def split() -> bool:
+            owned = [h.metric("tmf_events_hub_owned_partitions") for h in (stack.hub, second)]
+            return sum(owned) == 4 and min(owned) > 0  # 2 topics x 2 partitions
+
+        wait_until(split, 60, 0.2, "the replicas did not split the partitions")
+        stack.changes(history("two", services=4, resources=0))
+        expected = [r for r in new_events(stack, before) if r.topic.endswith("service.events")]
+        wait_delivered(stack, listener, expected)
+        assert_delivered_like_kafka(listener, expected)
+        delivered = [
+            h.metric("tmf_events_hub_deliveries_total", outcome="delivered")
+            for h in (stack.hub, second)
+        ]
+        assert min(delivered) > 0, f"one replica delivered nothing: {delivered}"
+
+        assert second.terminate() == 0  # SIGTERM: positions written, exit 0
+        stack.changes(history("one-left", services=4, resources=0))
+        expected = [r for r in new_events(stack, before) if r.topic.endswith("service.events")]
+        wait_delivered(stack, listener, expected, timeout=90)
+        assert_delivered_like_kafka(listener, expected, copies_allowed=True)
+        wait_until(lambda: stack.hub.metric("tmf_events_hub_owned_partitions") == 4, 30, 0.2)
+    finally:
+        second.close()
+        listener.down()
+        stack.hub.call("DELETE", f"{SERVICE_HUB}/{sub}")
+
+
+def test_a_hub_without_output_topics_exits_2_naming_what_to_do(
+    noida_broker: Broker, unique_name: UniqueName
+) -> None:
+    fields = hub_fields(noida_broker.bootstrap_servers, unique_name("hub-no-topics"))
+    result = run_cli(["hub"], fields={**fields, "http_port": 0}, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert "does not exist: run `tmf-events topics` first" in lines[0]
