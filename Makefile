@@ -38,7 +38,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 schemas: $(STAMP)
-	$(BIN)/python -m processor.schemagen
+	$(BIN)/python -m processor.dev.schemagen
 
 bench-core: $(STAMP)
 	$(BIN)/python bench/core.py

@@ -3,8 +3,9 @@
     python bench/core.py [--records 100000] [--keys 10000] [--json results.json]
 
 Prints a table and records/s. The records are generated (seeded) before the clock starts;
-the measured loop is exactly what `run` does per record minus the Kafka calls: Core.process,
-state staging, and the Avro encoding of each changed state (the changelog write).
+the measured loop is exactly what `run` does minus the Kafka calls: every record through the
+task (processor/task.py: state lookup, Core.process, staging, tallies), and a commit of the
+staged states every `max_batch` records.
 """
 
 from __future__ import annotations
@@ -24,11 +25,9 @@ from rich.table import Table
 
 from processor import native
 from processor.config import Settings
-from processor.core import Core
+from processor.dev.synthetic import Generator, Mix
 from processor.records import InputRecord
-from processor.state import encode_state
-from processor.store import StateStore
-from processor.synthetic import Generator, Mix
+from processor.task import new_task
 
 TARGET = 50_000
 
@@ -49,25 +48,20 @@ def run(
     records: list[InputRecord], settings: Settings, native: bool
 ) -> tuple[float, Counter[str], float]:
     """Seconds, outcomes and the share of records the C path took."""
-    core = Core(settings, native=native)
-    store = StateStore(keep_events=settings.history > 1)  # as the processor keeps it
+    task = new_task(settings, native=native)
+    batch = settings.max_batch
     outcomes: Counter[str] = Counter()
     gc.collect()
     gc.freeze()  # the records above are scaffolding: the processor holds no such heap
     started = time.perf_counter()
-    for record in records:
-        result = core.process(record, store.get, store.packed)
-        outcomes[result.outcome] += 1
-        key = result.key
-        if key is None:
-            continue
-        if result.packed is not None:  # the C path packed it and encoded the changelog value
-            store.put_packed(record.partition, key, result.packed)
-        elif result.state is not None:
-            encoded = encode_state(result.state)  # the changelog value
-            store.put(record.partition, key, result.state, encoded)
+    process = task.process
+    for i, record in enumerate(records, 1):
+        outcomes[process(record).outcome] += 1
+        if i % batch == 0:
+            task.commit()
+    task.commit()
     seconds = time.perf_counter() - started
-    return seconds, outcomes, core.native_records / len(records)
+    return seconds, outcomes, task.core.native_records / len(records)
 
 
 def main() -> int:

@@ -63,14 +63,14 @@ from rich.progress import (  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from processor import clients  # noqa: E402
-from processor.broker import EmbeddedBroker  # noqa: E402
 from processor.config import Settings  # noqa: E402
-from processor.core import Core  # noqa: E402
-from processor.load import TokenBucket, produce_load  # noqa: E402
+from processor.dev.broker import EmbeddedBroker  # noqa: E402
+from processor.dev.load import TokenBucket, produce_load  # noqa: E402
+from processor.dev.synthetic import Generator, Mix, SyntheticRecord, rfc3339_ms  # noqa: E402
 from processor.records import InputRecord  # noqa: E402
-from processor.state import State, StoredEvent, encode_state  # noqa: E402
-from processor.store import StateStore  # noqa: E402
-from processor.synthetic import Generator, Mix, SyntheticRecord, rfc3339_ms  # noqa: E402
+from processor.state.codec import decode_state, encode_state  # noqa: E402
+from processor.state.model import State, StoredEvent  # noqa: E402
+from processor.task import new_task  # noqa: E402
 
 RESULTS = BENCH / "results"
 QUIX_VENV = BENCH / ".venv-quix"
@@ -86,7 +86,7 @@ TARGETS = {
 }
 
 # Same consumer-group timing for every peer (the passthrough and Quix peers set these too):
-# Tansu's first join waits out the rebalance timeout (DESIGN §9).
+# Tansu's first join waits out the rebalance timeout (docs/testing.md#brokers-for-tests).
 GROUP_KAFKA: dict[str, Any] = {"session.timeout.ms": 6000, "max.poll.interval.ms": 10000}
 
 
@@ -1073,15 +1073,13 @@ def with_observed_at(value: bytes | None, now_ms: int) -> bytes | None:
 def sample_states(seed: int, instance_bytes: int, keys: int = 1000) -> list[State]:
     """The states the Core leaves after a seeded synthetic history of 3 records per key."""
     settings = Settings(private_fields=["note"], instance_id="bench")
-    core = Core(settings)
-    store = StateStore()
+    task = new_task(settings)
     gen = Generator(seed=seed, keys=keys, mix=Mix(), instance_bytes=instance_bytes)
     for offset, rec in enumerate(gen.records(keys * 3)):
         record = InputRecord("inventory.changes", 0, offset, rec.timestamp_ms, rec.key, rec.value)
-        result = core.process(record, store.get)
-        if result.state is not None and result.key is not None:
-            store.put(0, result.key, result.state)
-    states = [s for s in store.partitions.get(0, {}).values() if isinstance(s, State)]
+        task.process(record)
+    # The changelog values (with their last event), as the processor would write them.
+    states = [decode_state(encoded) for _, _, encoded in task.changelog()]
     if not states:
         raise StepError("the synthetic history left no state")
     return states

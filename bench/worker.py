@@ -5,7 +5,7 @@
 Modes: `passthrough`, `quix` (run from the Quix virtualenv), `tmf` (the real Processor) and
 `restart` (time to ready with a pre-filled changelog, then resident memory per key). The
 worker prints JSON lines on stdout: `{"event": "ready", ...}` when the processor is ready,
-`{"event": "first", ...}` at its first record when asked (the profiler attaches then), and
+`{"event": "first", ...}` at its first commit when asked (the profiler attaches then), and
 `{"event": "result", ...}` last. Everything else (logs) goes to stderr.
 
 Only the standard library is imported at the top: the `quix` mode runs in a virtualenv that
@@ -131,37 +131,33 @@ def _settings(args: dict[str, Any]) -> Any:
     )
 
 
-def _bench_processor(expected: int | None, announce_first: bool = False) -> type[Any]:
-    """The real Processor, plus two timestamps: first record consumed, and the commit of the
-    transaction that covers the `expected`-th input record (then it stops itself).
-
-    The first `_process` call records the time and replaces itself on the instance with the
-    plain method, so the per-record path is the unchanged Processor's. `_commit_transaction`
-    is called once per batch, only on the success path of `_commit`.
-    """
+def _bench_processor(
+    settings: Any, stop: threading.Event, expected: int | None, announce_first: bool
+) -> Any:
+    """The real Processor, observed: it records the first record it consumes (the loop's own
+    `first_record_at`) and counts committed records through its `on_commit` hook, stopping
+    itself at the commit that covers the `expected`-th input record."""
     from processor.loop import Processor
+    from processor.task import Tallies
 
-    class BenchProcessor(Processor):
-        first_at: float | None = None
-        done_at: float | None = None
-        committed_records = 0
+    processor: Any = None
+    announced = False
 
-        def _process(self, msg: Any) -> None:
-            self.first_at = time.monotonic()
-            self._process = super()._process  # type: ignore[method-assign]
-            if announce_first:
-                emit("first", at=self.first_at)
-            self._process(msg)
+    def on_commit(tallies: Tallies) -> None:
+        nonlocal announced
+        processor.committed_records += tallies.records
+        if announce_first and not announced and processor.first_record_at is not None:
+            announced = True
+            emit("first", at=processor.first_record_at)
+        done = expected is not None and processor.committed_records >= expected
+        if done and processor.done_at is None:
+            processor.done_at = time.monotonic()
+            stop.set()
 
-        def _commit_transaction(self) -> None:
-            super()._commit_transaction()
-            self.committed_records += self.batch.records
-            done = expected is not None and self.committed_records >= expected
-            if done and self.done_at is None:
-                self.done_at = time.monotonic()
-                self.stop_event.set()
-
-    return BenchProcessor
+    processor = Processor(settings, stop=stop, create_topics=True, on_commit=on_commit)
+    processor.committed_records = 0
+    processor.done_at = None
+    return processor
 
 
 def _samples(registry: Any) -> dict[str, float]:
@@ -199,15 +195,14 @@ def run_tmf_mode(args: dict[str, Any]) -> dict[str, Any]:
     setup_logging("text", "WARNING")
     expected: int | None = args.get("expected")
     stop = threading.Event()
-    processor_class = _bench_processor(expected, bool(args.get("announce_first")))
-    processor = processor_class(_settings(args), stop=stop, create_topics=True)
+    processor = _bench_processor(_settings(args), stop, expected, bool(args.get("announce_first")))
     signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
     signal.signal(signal.SIGINT, lambda _s, _f: stop.set())
     _ready_notifier(processor, stop)
     _watch(stop, args["timeout_s"])
     run_started = time.monotonic()
     processor.run()
-    first, done = processor.first_at, processor.done_at
+    first, done = processor.first_record_at, processor.done_at
     seconds = (done - first) if first is not None and done is not None else 0.0
     records = processor.committed_records
     return {
@@ -226,11 +221,10 @@ def run_restart_mode(args: dict[str, Any]) -> dict[str, Any]:
     """Time to ready with a pre-filled changelog, then RSS per key after touching every key.
 
     RSS is taken with the heap trimmed: before the Processor exists (imports done), and after
-    the processor stopped (clients closed) with every restored key decoded by `store.get`;
+    the processor stopped (clients closed) with every restored key decoded;
     and once more after the store is dropped (what the keys alone held).
     """
     from processor.logs import setup_logging
-    from processor.store import StateStore
 
     setup_logging("text", "WARNING")
     processor_class = _bench_processor(None)  # imports the processor's modules
@@ -255,24 +249,24 @@ def run_restart_mode(args: dict[str, Any]) -> dict[str, Any]:
     rss_ready = rss_bytes()
     # Closing the consumer revokes its partitions, and a revoke drops their state: keep the
     # restored partitions' maps referenced and touch them through a store of our own.
-    store = StateStore(keep_events=processor.store.keep_events)
-    store.partitions = dict(processor.store.partitions)
+    form = processor.store.form
+    partitions = dict(processor.store.partitions)
     stop_started = time.monotonic()
     stop.set()
     thread.join(120)  # with state_dir the revoke writes the snapshots
     stop_seconds = time.monotonic() - stop_started
-    keys = sum(store.keys(p) for p in store.partitions)
+    keys = sum(len(entries) for entries in partitions.values())
     settle_memory()
     rss_restored = rss_bytes()
     touch_started = time.monotonic()
-    for partition, entries in store.partitions.items():
-        for key in list(entries):
-            store.get(partition, key)
+    for entries in partitions.values():
+        for key, held in entries.items():
+            form.load(key, held)
     touch_seconds = time.monotonic() - touch_started
     settle_memory()
     rss_touched = rss_bytes()
     processor.store.partitions.clear()
-    store.partitions.clear()
+    partitions.clear()
     settle_memory()
     rss_dropped = rss_bytes()
     return {

@@ -21,7 +21,8 @@ from processor import clients
 from processor.config import Settings
 from processor.http import Response, json_response, problem
 from processor.metrics import ApiMetrics
-from processor.state import StoredEvent, decode_state
+from processor.state.codec import decode_state
+from processor.state.model import StoredEvent
 
 log = logging.getLogger(__name__)
 

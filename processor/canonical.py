@@ -55,7 +55,7 @@ def _strip_dict(obj: dict[str, Any], tree: PrivateTree) -> dict[str, Any]:
 
 
 def _strip_value(value: Any, tree: PrivateTree) -> Any:
-    # A path through an array applies to each element (DESIGN §3).
+    # A path through an array applies to each element (docs/design.md#deciding).
     if isinstance(value, dict):
         return _strip_dict(value, tree)
     if isinstance(value, list):

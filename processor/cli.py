@@ -1,4 +1,4 @@
-"""The `tmf-events` command line (DESIGN §8)."""
+"""The `tmf-events` command line (docs/design.md#interfaces)."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from processor.demo import run_demo
+    from processor.dev.demo import run_demo
     from processor.logs import setup_logging
 
     setup_logging("text", "ERROR")
@@ -191,15 +191,15 @@ def cmd_latest(args: argparse.Namespace) -> int:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from processor.broker import run_foreground
+    from processor.dev.broker import run_foreground
 
     return run_foreground(args.kind, args.port, Path(args.data_dir) if args.data_dir else None)
 
 
 def cmd_load(args: argparse.Namespace) -> int:
     from processor import clients
-    from processor.load import produce_load
-    from processor.synthetic import Generator, Mix
+    from processor.dev.load import produce_load
+    from processor.dev.synthetic import Generator, Mix
 
     settings = _settings(args)
     mix = Mix(**_parse_mix(args.mix)) if args.mix else Mix()

@@ -15,34 +15,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-EntityType = Literal["service", "resource"]
-ENTITY_TYPES: tuple[EntityType, ...] = ("service", "resource")
-
-# DESIGN §3: state fields per entity type and TMF profile.
-DEFAULT_STATE_FIELDS: dict[str, dict[EntityType, list[str]]] = {
-    "v4": {
-        "service": ["state"],
-        "resource": ["resourceStatus", "operationalState", "administrativeState", "usageState"],
-    },
-    "v5": {
-        "service": ["state", "operatingStatus"],
-        "resource": [
-            "operationalState",
-            "administrativeState",
-            "usageState",
-            "lifecycleState",
-            "alarmStatus",
-            "proceduralStatus",
-            "availabilityStatus",
-            "controlStatus",
-            "unknownStatus",
-            "allocationStatus",
-            "standbyStatus",
-            "powerConsumingState",
-        ],
-    },
-}
-
+from processor.tmf import DEFAULT_STATE_FIELDS, ENTITY_TYPES, EntityType
 
 # Each HTTP-serving command's port when `http_port` is not set.
 HTTP_PORTS = {"run": 8080, "api": 8081, "hub": 8082}
@@ -100,7 +73,7 @@ class Settings(BaseSettings):
     max_record_bytes: int = Field(default=1024 * 1024, ge=1)
     max_json_depth: int = Field(default=64, ge=1, le=10_000)
     static_membership: bool = True
-    # Local snapshots of the state (processor/snapshot.py); None keeps the state in memory
+    # Local snapshots of the state (processor/state/snapshot.py); None keeps the state in memory
     # only and restores every assigned partition from the whole changelog.
     state_dir: Path | None = None
     log_format: Literal["text", "json"] = "text"
@@ -147,7 +120,7 @@ class Settings(BaseSettings):
     def _kafka_properties(
         cls, value: dict[str, str | int | float | bool]
     ) -> dict[str, str | int | float | bool]:
-        from processor.clients import GUARDED, unknown_properties
+        from processor.kafka_properties import GUARDED, unknown_properties
 
         for name in value:
             if name in GUARDED:

@@ -5,54 +5,35 @@ Pure: the same records in the same order, against the same state, give the same 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from processor.config import Settings
 from processor.decide import Policy, decide
 from processor.dlq import dead_letter
 from processor.instance_check import InstanceCheck
-from processor.messages import OutMessage
+from processor.messages import OutMessage, Result
 from processor.native import build_engine
 from processor.records import Decoder, InputRecord, Rejection, traceparent_of
 from processor.render import Renderer
-from processor.state import State, StoredEvent
-from processor.store import NOT_PACKED
+from processor.state.codec import encode_state
+from processor.state.model import StoredEvent
+from processor.state.store import StateForm
 
 if TYPE_CHECKING:
     from processor._native import Engine
 
-Lookup = Callable[[int, str], State | None]
-# The key's packed state (processor/compact.py) for the C path: None when the key has no
-# state, NOT_PACKED when its state is not held packed (the Python path reads it then).
-PackedLookup = Callable[[int, str], bytes | None]
-
-
-class Result(NamedTuple):
-    # A tuple, so the C path builds it without running Python code.
-    # emit | unchanged | stale | unknown_delete | disabled | replayed | dead_letter
-    outcome: str
-    messages: list[OutMessage]
-    key: str | None = None
-    state: State | None = None  # set when the record changed the instance's state
-    entity_type: str | None = None
-    event_types: tuple[str, ...] = ()
-    reason: str | None = None  # the dead-letter reason
-    time_ms: int | None = None
-    # From the C path, instead of `state`: the state packed for the store, and its
-    # changelog value.
-    packed: bytes | None = None
-    encoded: bytes | None = None
-
-    @property
-    def changed(self) -> bool:
-        """Whether the record changed its key's state (a changelog write)."""
-        return self.state is not None or self.packed is not None
-
 
 class Core:
-    def __init__(self, settings: Settings, native: bool = True) -> None:
+    """Decode, decide, render and encode one record against its key's prior state.
+
+    States come in and go out in the form of `form` (the store's): the C path, where built,
+    reads and writes the packed form itself; the Python path decodes the prior state and
+    encodes the next one. Each record's result is the same whichever path takes it.
+    """
+
+    def __init__(self, settings: Settings, form: StateForm, native: bool = True) -> None:
         self.settings = settings
+        self.form = form
         instance_check = InstanceCheck(settings.tmf_version)
         self.decoder = Decoder(
             input_format=settings.input_format,
@@ -67,28 +48,37 @@ class Core:
             instance_check.problem,
         )
         self.renderer = Renderer(settings)
-        self.engine: Engine | None = (
-            build_engine(settings, self.renderer, instance_check, Result) if native else None
-        )
+        self.engine: Engine | None = None
+        if native and form.packed:
+            self.engine = build_engine(settings, self.renderer, instance_check, form.profiles)
         self.native_records = 0  # records the C path took
         self.dlq_topic = settings.dlq_topic
         self.history = settings.history
         # librdkafka refuses larger messages; its default unless the settings raise it.
         self.max_message_bytes = int(settings.kafka.get("message.max.bytes", 1_000_000))
 
-    def process(
-        self, record: InputRecord, lookup: Lookup, packed: PackedLookup | None = None
-    ) -> Result:
-        """`packed` lets the C path (where built) take plain records; `lookup` serves the rest."""
+    def process(self, record: InputRecord, key: str | None, prior: bytes | None) -> Result:
+        """`key`: the record key as text (None when absent or not UTF-8); `prior`: that
+        key's state in the store's form, None when it has none."""
         engine = self.engine
-        if engine is not None and packed is not None:
-            fast = self._fast(engine, record, packed)
-            if fast is not None:
-                return fast
+        if engine is not None and key is not None:
+            result: Result | None = engine.process(
+                record.value,
+                record.key or b"",  # never empty where `key` is set
+                key,
+                record.partition,
+                record.offset,
+                record.timestamp_ms,
+                traceparent_of(record.headers) if record.headers else None,
+                prior,
+            )
+            if result is not None:
+                self.native_records += 1
+                return result
         change = self.decoder.decode(record)
         if isinstance(change, Rejection):
             return self._reject(record, change)
-        state = lookup(record.partition, change.key)
+        state = None if prior is None else self.form.load(change.key, prior)
         decision = decide(state, change, record.offset, self.policy)
         outcome = decision.outcome
         if outcome == "mismatch":
@@ -148,41 +138,17 @@ class Core:
         after.last_event_type = last.type
         after.last_event_time = last.time
         after.events = events
+        encoded = encode_state(after)
         return Result(
             "emit",
             rendered.messages,
             change.key,
-            after,
             entity_type,
             tuple(s.type for s in rendered.stored),
             time_ms=change.time_ms,
+            stored=self.form.store(change.key, after, encoded),
+            encoded=encoded,
         )
-
-    def _fast(self, engine: Engine, record: InputRecord, packed: PackedLookup) -> Result | None:
-        value = record.value
-        raw_key = record.key
-        if not raw_key:
-            return None
-        try:
-            key = raw_key.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        state = packed(record.partition, key)
-        if state == NOT_PACKED:
-            return None
-        result: Result | None = engine.process(
-            value,
-            raw_key,
-            key,
-            record.partition,
-            record.offset,
-            record.timestamp_ms,
-            traceparent_of(record.headers) if record.headers else None,
-            state,
-        )
-        if result is not None:
-            self.native_records += 1
-        return result
 
     def _reject(self, record: InputRecord, rejection: Rejection) -> Result:
         return Result(

@@ -1,4 +1,4 @@
-"""Which TMF events a change fires (DESIGN §3). Pure: no clock, no I/O."""
+"""Which TMF events a change fires (docs/design.md#deciding). Pure: no clock, no I/O."""
 
 from __future__ import annotations
 
@@ -16,17 +16,13 @@ from processor.canonical import (
     strip_private,
 )
 from processor.records import Change
-from processor.state import State
+from processor.state.model import State
+from processor.tmf import OPERATING_STATUS, EventKind
 
-EventKind = Literal[
-    "Create", "AttributeValueChange", "StateChange", "OperatingStatusChange", "Delete"
-]
 Outcome = Literal[
     "emit", "unchanged", "stale", "unknown_delete", "disabled", "replayed", "mismatch", "invalid"
 ]
 InstanceProblem = Callable[[str, dict[str, Any]], str | None]
-
-OPERATING_STATUS = "operatingStatus"
 
 
 @dataclass(slots=True, frozen=True)

@@ -1,4 +1,4 @@
-"""Dead letters (DESIGN §7): the original bytes with the reason in headers."""
+"""Dead letters (docs/runtime.md#exactly-once): the original bytes with the reason in headers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Deterministic event ids: UUIDv7 with the event time as timestamp (DESIGN §5).
+"""Deterministic event ids: UUIDv7 with the event time as timestamp
+(docs/design.md#identity-and-determinism).
 
 The 48-bit timestamp is the eventTime in ms; the other 74 bits come from BLAKE2b of the
 record's coordinates (topic, partition, offset, index), so re-processing a record after a

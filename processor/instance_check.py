@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from processor.schemas import event_schema_id, load_json_schema
+from processor.tmf import ENTITY_NAME
 
-_ENTITY = {"service": "Service", "resource": "Resource"}
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
     "null": (type(None),),
@@ -82,7 +82,7 @@ class InstanceCheck:
     def __init__(self, tmf_version: str) -> None:
         self.rules: dict[str, tuple[_Rule, ...]] = {}
         self.properties: dict[str, dict[str, Any]] = {}  # the schemas' rules (the C path's too)
-        for entity_type, name in _ENTITY.items():
+        for entity_type, name in ENTITY_NAME.items():
             schema = load_json_schema(
                 event_schema_id(entity_type, tmf_version, f"{name}CreateEvent")
             )

@@ -1,8 +1,9 @@
-"""The transactional consume → decide → produce loop (DESIGN §6-§7): the imperative shell.
+"""The processor's poll loop and rebalance callbacks: the imperative shell around the task.
 
 One batch = one Kafka transaction holding the batch's events, dead letters, changelog
-writes and input offsets. State writes are staged and reach the store only after the
-commit succeeded, so an abort leaves memory exactly as the changelog has it.
+writes and input offsets (docs/runtime.md#one-batch-one-transaction). The task
+(processor/task.py) stages the batch's states; the producer wrapper (processor/producer.py)
+classifies every failure into "abort and redo the batch" or "exit 3".
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ import logging
 import tempfile
 import threading
 import time
-from collections import Counter as Tally
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -25,52 +24,25 @@ from confluent_kafka import (
     KafkaError,
     KafkaException,
     Message,
-    Producer,
     TopicPartition,
 )
 
 from processor import clients, native
-from processor.changelog import Restorer
-from processor.compact import unpack
 from processor.config import Settings
-from processor.core import Core
 from processor.messages import OutMessage
 from processor.metrics import Metrics
+from processor.producer import TXN_TIMEOUT_S, AbortBatch, FatalError, TransactionalProducer
 from processor.records import InputRecord
-from processor.state import State, encode_state
-from processor.store import NOT_PACKED, StateStore
+from processor.state.restore import Restorer
+from processor.task import Tallies, new_task
 from processor.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
-_TXN_TIMEOUT_S = 30.0
-_LAG_INTERVAL_S = 1.0  # bound for flush/commit calls; the broker-side timeout is separate
+_LAG_INTERVAL_S = 1.0
+STUCK_AFTER_S = max(60.0, 3 * TXN_TIMEOUT_S)  # a loop this long in one client call is stuck
 
-
-class FatalError(Exception):
-    """The producer was fenced or hit a fatal error: exit non-zero, let the orchestrator restart."""
-
-
-# (state, packed, encoded): the Python path's State, or the C path's packed state and its
-# changelog value. Not the whole Result: its messages are produced and can go.
-Staged = tuple[State | None, bytes | None, bytes | None]
-
-
-@dataclass(slots=True)
-class _Batch:
-    started: float = 0.0
-    open: bool = False  # a transaction has begun
-    records: int = 0
-    offsets: dict[int, int] = field(default_factory=dict)  # partition -> next offset
-    # The newest state per changed key, reaching the store once the batch commits.
-    staged: dict[tuple[int, str], Staged] = field(default_factory=dict)
-    first_time_ms: dict[int, int] = field(default_factory=dict)
-    consumed: Tally[tuple[str, int]] = field(default_factory=Tally)
-    emitted: Tally[tuple[str, str]] = field(default_factory=Tally)
-    skipped: Tally[str] = field(default_factory=Tally)
-    dead: Tally[str] = field(default_factory=Tally)
-    times_ms: list[int] = field(default_factory=list)
-    native_at_start: int = 0  # the core's count of C-path records when the batch began
+__all__ = ["FatalError", "Processor"]
 
 
 def to_record(msg: Message) -> InputRecord:
@@ -87,36 +59,43 @@ def to_record(msg: Message) -> InputRecord:
 
 
 class Processor:
+    """The consume → decide → produce loop of one replica.
+
+    `run()` returns 0 after a stop (SIGTERM, or `stop` set) with the open batch committed;
+    it raises FatalError when the replica must exit 3. `on_commit` observers get each
+    committed batch's tallies (after the metrics are published).
+    """
+
     def __init__(
         self,
         settings: Settings,
         metrics: Metrics | None = None,
         stop: threading.Event | None = None,
         create_topics: bool = True,
+        on_commit: Callable[[Tallies], None] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics if metrics is not None else Metrics()
         self.stop_event = stop if stop is not None else threading.Event()
         self.create_topics = create_topics
-        self.core = Core(settings)
-        self.store = StateStore(keep_events=settings.history > 1)
-        self.batch = _Batch()
+        self.on_commit = on_commit
+        self.task = new_task(settings)
+        self.store = self.task.store
         self.assigned: set[int] = set()
         self.restoring: set[int] = set()
         self.ever_assigned = False
-        self.producer_ready = False
         self.heartbeat = time.monotonic()
         self.next_lag_update = 0.0
-        self.failed = False  # fenced or fatal: never commit again
-        self.delivery_error: KafkaError | None = None
+        self.batch_started = 0.0
+        self.first_record_at: float | None = None
         self.consumer: Consumer | None = None
-        self.producer: Producer | None = None
+        self.producer: TransactionalProducer | None = None
         self.restorer: Restorer | None = None
         self.input = settings.input_topic
 
     # -- health ---------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, str]:
-        if not self.producer_ready:
+        if self.producer is None:
             return False, "producer not initialised"
         if not self.ever_assigned:
             return False, "waiting for the first partition assignment"
@@ -126,10 +105,12 @@ class Processor:
 
     def health(self) -> tuple[bool, str]:
         idle = time.monotonic() - self.heartbeat
-        limit = max(60.0, 3 * _TXN_TIMEOUT_S)
-        if idle > limit:
+        if idle > STUCK_AFTER_S:
             return False, f"loop has not turned for {idle:.0f} s"
         return True, "loop turning"
+
+    def _beat(self) -> None:
+        self.heartbeat = time.monotonic()
 
     # -- lifecycle --------------------------------------------------------------------------
     def run(self) -> int:
@@ -138,18 +119,19 @@ class Processor:
             _check_state_dir(s.state_dir)
         if self.create_topics:
             ensure_topics(s)
-        self.producer = self._new_producer()
+        producer = TransactionalProducer(
+            clients.transactional_producer(s), stop=self.stop_event, beat=self._beat
+        )
         log.info(
-            "starting: app_id=%s instance_id=%s input=%s transactional.id=%s-%s core=%s",
+            "starting: app_id=%s instance_id=%s input=%s transactional.id=%s core=%s",
             s.app_id,
             s.instance_id,
             self.input,
-            s.app_id,
-            s.instance_id,
+            producer.config["transactional.id"],
             native.describe(s),
         )
-        self._init_transactions()
-        self.producer_ready = True
+        producer.init()
+        self.producer = producer
         self.restorer = Restorer(s, self.store, self.metrics)
         self.consumer = Consumer(clients.processor_consumer(s))
         self.consumer.subscribe(
@@ -166,36 +148,6 @@ class Processor:
         log.info("stopped cleanly")
         return 0
 
-    def _new_producer(self) -> Producer:
-        conf = clients.transactional_producer(self.settings)
-        conf["on_delivery"] = self._on_delivery
-        return Producer(conf)
-
-    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
-        # A delivery that failed (e.g. timed out during a broker outage) poisons the
-        # transaction: the batch must be aborted, never committed.
-        if err is not None and self.delivery_error is None:
-            self.delivery_error = err
-
-    def _init_transactions(self) -> None:
-        """Fence any predecessor with our transactional.id and abort its open transaction.
-
-        Retried while the broker is unreachable (a replica may start before Kafka does);
-        a fatal error ends the run.
-        """
-        delay = 1.0
-        while True:
-            self.heartbeat = time.monotonic()
-            try:
-                self._call(lambda p: p.init_transactions(_TXN_TIMEOUT_S))
-                return
-            except _AbortBatchError as exc:
-                if self.stop_event.is_set():
-                    raise FatalError(f"stopped before the producer was ready: {exc}") from exc
-                log.warning("init_transactions: %s; retrying in %.0f s", exc, delay)
-                self.stop_event.wait(delay)
-                delay = min(delay * 2, 30.0)
-
     def _close(self) -> None:
         if self.consumer is not None:
             try:
@@ -204,8 +156,8 @@ class Processor:
                 log.warning("consumer close: %s", exc)
         if self.restorer is not None:
             self.restorer.close()
-        if self.producer is not None and not self.failed:
-            self.producer.flush(5)
+        if self.producer is not None:
+            self.producer.close()
         # Drop the clients now: their destructors close connections while the broker is up.
         self.consumer = self.producer = self.restorer = None
         self.metrics.ready.set(0)
@@ -214,246 +166,101 @@ class Processor:
         assert self.consumer is not None and self.restorer is not None
         s = self.settings
         interval = s.commit_interval_ms / 1000.0
+        task = self.task
         while not self.stop_event.is_set():
-            self.heartbeat = time.monotonic()
+            self._beat()
             if self.restoring:
                 for p in self.restorer.step():
                     self._restored(p)
-            if self.batch.records:
-                timeout = max(0.0, self.batch.started + interval - time.monotonic())
+            if task.records:
+                timeout = max(0.0, self.batch_started + interval - time.monotonic())
             else:
                 timeout = 0.01 if self.restoring else 0.2
-            msgs = self.consumer.consume(s.max_batch - self.batch.records, timeout)
+            msgs = self.consumer.consume(s.max_batch - task.records, timeout)
             try:
-                for msg in msgs:
-                    err = msg.error()
-                    if err is not None:
-                        self._consumer_error(err)
-                        continue
-                    self._process(msg)
-            except _AbortBatchError as exc:
+                self._process(msgs)
+            except AbortBatch as exc:
                 self._abort(str(exc))
                 continue
-            if self.batch.records and (
-                self.batch.records >= s.max_batch
-                or time.monotonic() - self.batch.started >= interval
+            if task.records and (
+                task.records >= s.max_batch or time.monotonic() - self.batch_started >= interval
             ):
                 self._commit()
             if time.monotonic() >= self.next_lag_update:
                 self._update_lag()
             self.metrics.ready.set(1 if self.readiness()[0] else 0)
 
-    def _update_lag(self) -> None:
-        """Consumer lag per restored partition, from the client's cached watermarks."""
-        assert self.consumer is not None
-        self.next_lag_update = time.monotonic() + _LAG_INTERVAL_S
-        live = [TopicPartition(self.input, p) for p in self.assigned - self.restoring]
-        if not live:
-            return
-        for tp in self.consumer.position(live):
-            try:
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            except KafkaException:
+    def _process(self, msgs: list[Message]) -> None:
+        assert self.producer is not None
+        task, producer = self.task, self.producer
+        produce = producer.produce
+        live = self.assigned - self.restoring
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                self._consumer_error(err)
                 continue
-            if tp.offset >= 0 and high >= 0:
-                self.metrics.lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
+            if msg.partition() not in live:
+                continue  # fetched before a revoke or pause took effect; read again later
+            if not task.records:
+                self.batch_started = time.monotonic()
+                if self.first_record_at is None:
+                    self.first_record_at = self.batch_started
+            producer.begin()
+            for out in task.process(to_record(msg)).messages:
+                produce(out)
 
     def _consumer_error(self, err: KafkaError) -> None:
         # Message errors never carry the fatal flag; a static member fenced by its twin
         # arrives as code _FATAL.
         if err.fatal() or err.code() == KafkaError._FATAL:
-            self._fail(FatalError(f"consumer: {err.str()}"))
+            assert self.producer is not None
+            self.producer.failed = True
+            raise FatalError(f"consumer: {err.str()}")
         log.warning("consumer error: %s", err.str())
-
-    # -- processing ------------------------------------------------------------------------
-    def _process(self, msg: Message) -> None:
-        p = msg.partition() or 0
-        if p not in self.assigned or p in self.restoring:
-            # Fetched before a revoke or pause took effect; it will be read again.
-            return
-        batch = self.batch
-        if not batch.records:
-            batch.started = time.monotonic()
-            batch.native_at_start = self.core.native_records
-        if not batch.open:
-            self._call(lambda prod: prod.begin_transaction())
-            batch.open = True
-        record = to_record(msg)
-        result = self.core.process(record, self._state_of, self._packed_of)
-        for out in result.messages:
-            self._produce(out)
-        if result.key is not None and result.changed:
-            batch.staged[(p, result.key)] = (result.state, result.packed, result.encoded)
-        batch.records += 1
-        batch.offsets[p] = record.offset + 1
-        batch.consumed[(record.topic, p)] += 1
-        outcome = result.outcome
-        if outcome == "emit":
-            et = result.entity_type or ""
-            for name in result.event_types:
-                batch.emitted[(et, name)] += 1
-            if result.time_ms is not None:
-                batch.times_ms.append(result.time_ms)
-        elif outcome == "dead_letter":
-            batch.dead[result.reason or "unknown"] += 1
-        else:
-            batch.skipped[outcome] += 1
-
-    def _state_of(self, partition: int, key: str) -> State | None:
-        staged = self.batch.staged.get((partition, key))
-        if staged is None:
-            return self.store.get(partition, key)
-        state, packed, _ = staged
-        return unpack(key, packed) if state is None and packed is not None else state
-
-    def _packed_of(self, partition: int, key: str) -> bytes | None:
-        staged = self.batch.staged.get((partition, key))
-        if staged is None:
-            return self.store.packed(partition, key)
-        return staged[1] if staged[1] is not None else NOT_PACKED
-
-    def _produce(self, out: OutMessage) -> None:
-        assert self.producer is not None
-        while True:
-            try:
-                headers: Any = out.headers
-                if out.partition is None:
-                    self.producer.produce(out.topic, out.value, out.key, headers=headers)
-                else:
-                    self.producer.produce(
-                        out.topic, out.value, out.key, out.partition, headers=headers
-                    )
-                return
-            except BufferError:
-                self.producer.poll(0.05)  # local queue full: let deliveries drain
-            except (KafkaException, SystemError) as exc:
-                self._raise_for(_kafka_error_of(exc))
 
     # -- transactions ------------------------------------------------------------------------
     def _commit(self) -> None:
-        """Flush events, then changelog, then offsets, then commit (DESIGN §7 ordering)."""
-        batch = self.batch
-        if not batch.open:
-            self.batch = _Batch()
+        """Flush events, then changelog, then offsets, then commit (docs/runtime.md#the-commit)."""
+        producer, task = self.producer, self.task
+        if producer is None or not producer.open:
+            task.abort()  # nothing began: records were all skipped before processing
             return
-        assert self.producer is not None and self.consumer is not None
+        assert self.consumer is not None
         started = time.monotonic()
         try:
-            self._flush()
+            producer.flush()
             changelog = self.settings.changelog_topic
-            encoded = {
-                pk: enc if enc is not None else encode_state(_state(state))
-                for pk, (state, _, enc) in batch.staged.items()
-            }
-            for (p, key), data in encoded.items():
-                self._produce(OutMessage(changelog, p, key.encode(), data, []))
-            self._flush()
-            offsets = [TopicPartition(self.input, p, o) for p, o in batch.offsets.items()]
-            meta = self.consumer.consumer_group_metadata()
-            self._call(lambda prod: prod.send_offsets_to_transaction(offsets, meta, _TXN_TIMEOUT_S))
-            self._commit_transaction()
-        except _AbortBatchError as exc:
+            for p, key, value in task.changelog():
+                producer.produce(OutMessage(changelog, p, key.encode(), value, []))
+            producer.flush()
+            offsets = [TopicPartition(self.input, p, o) for p, o in task.offsets.items()]
+            producer.commit(offsets, self.consumer.consumer_group_metadata())
+        except AbortBatch as exc:
             self._abort(str(exc))
             return
-        touched: set[int] = set()
-        for (p, key), data in encoded.items():
-            if p in self.assigned:
-                state, packed, _ = batch.staged[(p, key)]
-                if packed is not None:
-                    self.store.put_packed(p, key, packed)
-                else:
-                    self.store.put(p, key, _state(state), data)
-                touched.add(p)
-        self.metrics.publish_state_keys({p: self.store.keys(p) for p in touched})
-        now = time.time()
-        self.metrics.commit_duration.observe(time.monotonic() - started)
-        self.metrics.transactions.labels("committed").inc()
-        self.metrics.publish_batch(
-            batch.consumed,
-            batch.emitted,
-            batch.skipped,
-            batch.dead,
-            batch.records,
-            self.core.native_records - batch.native_at_start,
-        )
-        self.metrics.observe_latencies(now, batch.times_ms)
-        if batch.dead:
+        tallies, touched = task.commit(self.assigned)
+        m = self.metrics
+        m.publish_state_keys({p: self.store.keys(p) for p in touched})
+        m.commit_duration.observe(time.monotonic() - started)
+        m.transactions.labels("committed").inc()
+        m.publish_batch(tallies)
+        m.observe_latencies(time.time(), tallies.times_ms)
+        if tallies.dead:
             log.warning(
                 "batch dead-lettered %d records: %s",
-                sum(batch.dead.values()),
-                ", ".join(f"{r}={n}" for r, n in sorted(batch.dead.items())),
+                sum(tallies.dead.values()),
+                ", ".join(f"{r}={n}" for r, n in sorted(tallies.dead.items())),
             )
-        self.batch = _Batch()
-
-    def _flush(self) -> None:
-        assert self.producer is not None
-        try:
-            remaining = self.producer.flush(_TXN_TIMEOUT_S)
-        except (KafkaException, SystemError) as exc:  # after a fencing: from a callback
-            self._raise_for(_kafka_error_of(exc))
-        failed, self.delivery_error = self.delivery_error, None
-        if failed is not None:
-            if failed.fatal():
-                self._fail(FatalError(f"delivery failed: {failed.str()}"))
-            raise _AbortBatchError(f"delivery failed: {failed.str()}")
-        if remaining:
-            raise _AbortBatchError(f"{remaining} messages not delivered within {_TXN_TIMEOUT_S} s")
-
-    def _commit_transaction(self) -> None:
-        assert self.producer is not None
-        while True:
-            try:
-                self.producer.commit_transaction(_TXN_TIMEOUT_S)
-                return
-            except (KafkaException, SystemError) as exc:
-                err = _kafka_error_of(exc)
-                if err.retriable() and not err.txn_requires_abort() and not err.fatal():
-                    log.warning("commit retry: %s", err.str())
-                    continue
-                self._raise_for(err)
-
-    def _call(self, fn: Any) -> None:
-        """A transactional call; classify its failure (DESIGN §7)."""
-        assert self.producer is not None
-        try:
-            fn(self.producer)
-        except (KafkaException, SystemError) as exc:
-            self._raise_for(_kafka_error_of(exc))
-
-    def _fail(self, exc: FatalError) -> NoReturn:
-        self.failed = True
-        raise exc
-
-    def _raise_for(self, err: KafkaError) -> NoReturn:
-        if err.fatal() or err.code() in (KafkaError._FATAL, KafkaError._FENCED):
-            self._fail(FatalError(f"producer fatal error (fenced?): {err.str()}"))
-        if err.txn_requires_abort():
-            raise _AbortBatchError(err.str())
-        if err.code() == KafkaError._STATE and self.batch.open:
-            # The transaction went bad underneath us (e.g. timed-out deliveries).
-            raise _AbortBatchError(err.str())
-        if err.retriable():
-            raise _AbortBatchError(f"retriable: {err.str()}")
-        self._fail(FatalError(f"producer error: {err.str()}"))
+        if self.on_commit is not None:
+            self.on_commit(tallies)
 
     def _abort(self, reason: str) -> None:
         """Abort, drop the staged state and rewind the input to the committed offsets."""
-        assert self.producer is not None and self.consumer is not None
+        assert self.producer is not None
         log.warning("aborting transaction: %s", reason)
-        self.batch = _Batch()
-        self.delivery_error = None
-        try:
-            self.producer.abort_transaction(_TXN_TIMEOUT_S)
-        except KafkaException as exc:
-            err = exc.args[0]
-            if err.fatal():
-                self._fail(FatalError(f"abort failed: {err.str()}"))
-            # Not aborted (e.g. the broker is still away): a fresh producer with the same
-            # transactional.id fences this one and aborts its transaction, as a restart would.
-            log.warning("abort did not complete (%s); starting a new producer", err.str())
-            self.producer.purge()
-            self.producer = self._new_producer()
-            self._init_transactions()
+        self.task.abort()
+        self.producer.abort()
         self.metrics.transactions.labels("aborted").inc()
         # Every live partition: records fetched after the failing one were never processed.
         self._rewind(sorted(self.assigned - self.restoring))
@@ -465,9 +272,9 @@ class Processor:
         wanted = [TopicPartition(self.input, p) for p in partitions]
         delay = 1.0
         while True:
-            self.heartbeat = time.monotonic()  # waiting for the broker is not being stuck
+            self._beat()  # waiting for the broker is not being stuck
             try:
-                committed = self.consumer.committed(wanted, timeout=_TXN_TIMEOUT_S)
+                committed = self.consumer.committed(wanted, timeout=TXN_TIMEOUT_S)
                 break
             except KafkaException as exc:
                 if self.stop_event.is_set():
@@ -484,7 +291,9 @@ class Processor:
             except KafkaException as exc:
                 # Unable to go back: a restart resumes from the committed offsets, losing
                 # nothing, where carrying on could skip the aborted records.
-                self._fail(FatalError(f"rewind partition {tp.partition}: {exc.args[0]}"))
+                assert self.producer is not None
+                self.producer.failed = True
+                raise FatalError(f"rewind partition {tp.partition}: {exc.args[0]}") from exc
 
     # -- rebalances ----------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -505,11 +314,11 @@ class Processor:
         if p not in self.assigned:
             return
         tp = TopicPartition(self.input, p)
-        committed = self.consumer.committed([tp], timeout=_TXN_TIMEOUT_S)[0].offset
-        low, _high = self.consumer.get_watermark_offsets(tp, timeout=_TXN_TIMEOUT_S, cached=False)
-        start = committed
+        committed = self.consumer.committed([tp], timeout=TXN_TIMEOUT_S)[0].offset
+        low, _high = self.consumer.get_watermark_offsets(tp, timeout=TXN_TIMEOUT_S, cached=False)
+        start, where = committed, f"the committed offset {committed}"
         if committed == OFFSET_INVALID or committed < 0:
-            start = OFFSET_BEGINNING
+            start, where = OFFSET_BEGINNING, "the beginning (nothing committed yet)"
         elif committed < low:
             self.metrics.offset_resets.inc()
             log.warning(
@@ -519,18 +328,18 @@ class Processor:
                 committed,
                 low,
             )
-            start = low
+            start, where = low, f"the earliest retained offset {low}"
         self.consumer.seek(TopicPartition(self.input, p, start))
         self.consumer.resume([tp])
         self.metrics.state_keys.labels(str(p)).set(self.store.keys(p))
-        log.info("partition %d restored (%d keys); consuming from %s", p, self.store.keys(p), start)
+        log.info("partition %d restored (%d keys); consuming from %s", p, self.store.keys(p), where)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("revoke").inc()
         gone = [tp.partition for tp in partitions]
         # Commit what was done (time-bounded by the flush/commit timeouts); else abort.
         # A fenced or failed producer commits nothing: its successor redoes the batch.
-        if not self.failed:
+        if self.producer is not None and not self.producer.failed:
             log.info("partitions %s revoked; committing the open batch", gone)
             self._commit()
             self._save_snapshots([p for p in gone if p in self.assigned - self.restoring])
@@ -541,7 +350,8 @@ class Processor:
         self.metrics.rebalances.labels("lost").inc()
         gone = [tp.partition for tp in partitions]
         log.warning("partitions %s lost; aborting the open batch", gone)
-        if self.batch.open and not self.failed:
+        producer = self.producer
+        if producer is not None and producer.open and not producer.failed:
             try:
                 self._abort("partitions lost")
             except FatalError:
@@ -569,9 +379,20 @@ class Processor:
                     gauge.remove(str(p))
         self.restorer.cancel(partitions)
 
-
-class _AbortBatchError(Exception):
-    pass
+    def _update_lag(self) -> None:
+        """Consumer lag per restored partition, from the client's cached watermarks."""
+        assert self.consumer is not None
+        self.next_lag_update = time.monotonic() + _LAG_INTERVAL_S
+        live = [TopicPartition(self.input, p) for p in self.assigned - self.restoring]
+        if not live:
+            return
+        for tp in self.consumer.position(live):
+            try:
+                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if tp.offset >= 0 and high >= 0:
+                self.metrics.lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
 
 
 def _check_state_dir(path: Path) -> None:
@@ -581,23 +402,3 @@ def _check_state_dir(path: Path) -> None:
             pass
     except OSError as exc:
         raise FatalError(f"state_dir {path} is not a writable directory: {exc}") from exc
-
-
-def _kafka_error_of(exc: BaseException) -> KafkaError:
-    """The KafkaError behind a client call's failure.
-
-    When a callback run by flush/poll raises (the client does so itself on a fatal error),
-    the next callback returns with that exception still set and CPython reports it as a
-    SystemError whose cause is the original KafkaException.
-    """
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, KafkaException) and isinstance(seen.args[0], KafkaError):
-            return seen.args[0]
-        seen = seen.__cause__ or seen.__context__
-    raise exc
-
-
-def _state(state: State | None) -> State:
-    assert state is not None  # a staged entry without a packed state has one
-    return state

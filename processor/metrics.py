@@ -1,12 +1,16 @@
-"""Prometheus metrics. The loop counts per batch in plain dicts and publishes here at commit."""
+"""Prometheus metrics. The task counts per batch in plain dicts; the loop publishes them here
+once the batch has committed, so they match what read_committed consumers see."""
 
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import Counter as Tally
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from processor.task import Tallies
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
@@ -144,26 +148,18 @@ class Metrics:
         for partition, n in counts.items():
             self.state_keys.labels(str(partition)).set(n)
 
-    def publish_batch(
-        self,
-        consumed: Tally[tuple[str, int]],
-        emitted: Tally[tuple[str, str]],
-        skipped: Tally[str],
-        dead: Tally[str],
-        size: int,
-        native: int = 0,
-    ) -> None:
-        for (topic, partition), n in consumed.items():
+    def publish_batch(self, tallies: Tallies) -> None:
+        for (topic, partition), n in tallies.consumed.items():
             self.consumed.labels(topic, str(partition)).inc(n)
-        for (entity_type, event_type), n in emitted.items():
+        for (entity_type, event_type), n in tallies.emitted.items():
             self.emitted.labels(entity_type, event_type).inc(n)
-        for reason, n in skipped.items():
+        for reason, n in tallies.skipped.items():
             self.skipped.labels(reason).inc(n)
-        for reason, n in dead.items():
+        for reason, n in tallies.dead.items():
             self.dead_letters.labels(reason).inc(n)
-        self.batch_size.observe(size)
-        self.core_records.labels("c").inc(native)
-        self.core_records.labels("python").inc(size - native)
+        self.batch_size.observe(tallies.records)
+        self.core_records.labels("c").inc(tallies.native)
+        self.core_records.labels("python").inc(tallies.records - tallies.native)
 
 
 class ApiMetrics:

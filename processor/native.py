@@ -7,7 +7,7 @@ The Python path is the reference: tests run both over the same records and compa
 byte.
 
 It exists where the package was built with a C compiler and is used at `history` 1 with
-JSON input, where the store keeps packed states (processor/compact.py).
+JSON input, where the store keeps packed states (processor/state/packed.py).
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from processor.compact import PROFILES
 from processor.config import Settings
 from processor.instance_check import InstanceCheck, type_names
-from processor.messages import OutMessage
-from processor.render import _CONTENT_TYPE, _ENTITY_NAME, _SPEC, Renderer
+from processor.messages import OutMessage, Result
+from processor.render import CONTENT_TYPE, SPEC, Renderer
+from processor.state.packed import Profiles
+from processor.tmf import ENTITY_NAME, ENTITY_TYPES, KINDS
 
 _native: ModuleType | None
 try:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from processor._native import Engine
 
 
-_KINDS = ("Create", "AttributeValueChange", "StateChange", "OperatingStatusChange", "Delete")
 # JSON Schema type names -> the engine's type bits (integer and number: the JSON integers
 # the engine reads; floats take the Python path)
 _TYPE_BITS = {
@@ -93,19 +93,20 @@ def describe(settings: Settings) -> str:
 
 
 def build_engine(
-    settings: Settings, renderer: Renderer, check: InstanceCheck, result: type
+    settings: Settings, renderer: Renderer, check: InstanceCheck, profiles: Profiles
 ) -> Engine | None:
     """The engine for these settings, or None where the fast path does not apply.
 
-    `result` is processor.core.Result, the named tuple the engine returns.
+    `profiles` is the store's table of packed-state profiles, which the engine reads and
+    interns into.
     """
     if _native is None or _unavailable(settings) is not None:
         return None
     constants = orjson.dumps(renderer.constants)[1:-1]
     entity_types: dict[str, dict[str, Any]] = {}
-    for entity_type in ("service", "resource"):
+    for entity_type in ENTITY_TYPES:
         events: list[tuple[Any, ...] | None] = []
-        for kind in _KINDS:
+        for kind in KINDS:
             const = renderer.consts.get((entity_type, kind))
             if const is None:
                 events.append(None)
@@ -123,7 +124,7 @@ def build_engine(
         entity_types[entity_type] = {
             "name": entity_type,
             "enabled": entity_type in settings.entity_types,
-            "default_type": _ENTITY_NAME[entity_type],
+            "default_type": ENTITY_NAME[entity_type],
             "state_fields": list(settings.state_fields.get(entity_type, [])),
             "rules": [_rule(m, r) for m, r in check.properties[entity_type].items()],
             "events": events,
@@ -139,12 +140,12 @@ def build_engine(
             "source_json": _json_str(renderer.source[1]),
             "constants_json": constants + b"," if constants else b"",
             "entity_ref_json": orjson.dumps(renderer.entity_ref),
-            "spec_header": _SPEC,
+            "spec_header": SPEC,
             "source_header": renderer.source,
-            "content_type_header": _CONTENT_TYPE,
+            "content_type_header": CONTENT_TYPE,
             "out_message": OutMessage,
-            "result": result,
-            "profiles": PROFILES,
+            "result": Result,
+            "profiles": profiles,
             "private": list(settings.private_fields),
             "entity_types": entity_types,
         }

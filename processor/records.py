@@ -1,4 +1,5 @@
-"""Decoding of change records (DESIGN §2): Kafka record in, `Change` or `Rejection` out.
+"""Decoding of change records (docs/design.md#input-change-records): Kafka record in, `Change` or
+`Rejection` out.
 
 Every way a record can be bad maps to a stable reason code; nothing here raises on bad input.
 """
@@ -14,6 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
 
 from processor.timefmt import InvalidTimestampError, in_range, parse_ms
+from processor.tmf import ENTITY_TYPES
 
 Header = tuple[str, bytes | None]
 
@@ -79,7 +81,7 @@ class _Envelope(BaseModel):
     instance: Any = None
 
 
-_ENTITY_TYPES = frozenset(("service", "resource"))
+_ENTITY_TYPES = frozenset(ENTITY_TYPES)
 
 
 @dataclass(slots=True, frozen=True)

@@ -1,4 +1,5 @@
-"""TMF event envelopes (v4 / v5) and CloudEvents binary-mode headers (DESIGN §4). Pure."""
+"""TMF event envelopes (v4 / v5) and CloudEvents binary-mode headers
+(docs/design.md#output-tmf-events-as-cloudevents). Pure."""
 
 from __future__ import annotations
 
@@ -12,18 +13,14 @@ from processor.decide import Planned
 from processor.ids import event_id
 from processor.messages import OutMessage
 from processor.records import Change
-from processor.schemas import TMF_API, event_schema_id
-from processor.state import State, StoredEvent
+from processor.schemas import event_schema_id
+from processor.state.model import State, StoredEvent
 from processor.timefmt import format_ms
+from processor.tmf import ENTITY_NAME, ENTITY_TYPES, TMF_API, event_name, kinds
 
-_ENTITY_NAME = {"service": "Service", "resource": "Resource"}
-_SPEC = ("ce_specversion", b"1.0")
+SPEC = ("ce_specversion", b"1.0")
 _IDENTITY = frozenset(("id", "href", "@type"))  # never null: dropped rather than nulled
-_CONTENT_TYPE = ("content-type", b"application/json")
-
-
-def event_name(entity_type: str, kind: str) -> str:
-    return f"{_ENTITY_NAME[entity_type]}{kind}Event"
+CONTENT_TYPE = ("content-type", b"application/json")
 
 
 @dataclass(slots=True, frozen=True)
@@ -52,11 +49,8 @@ class Renderer:
         ref = {"id": settings.reporting_system.id, "name": settings.reporting_system.name}
         self.entity_ref = {**ref, "@type": "EntityRef"}
         self.consts: dict[tuple[str, str], _EventConst] = {}
-        kinds = ["Create", "AttributeValueChange", "StateChange", "Delete"]
-        for entity_type in ("service", "resource"):
-            for kind in [*kinds, "OperatingStatusChange"]:
-                if kind == "OperatingStatusChange" and not (self.v5 and entity_type == "service"):
-                    continue
+        for entity_type in ENTITY_TYPES:
+            for kind in kinds(entity_type, settings.tmf_version):
                 name = event_name(entity_type, kind)
                 ce_type = (
                     f"{settings.type_prefix}.{TMF_API[entity_type]}.{settings.tmf_version}.{name}"
@@ -85,7 +79,7 @@ class Renderer:
         correlation = change.correlation_id if change.correlation_id is not None else key
         previous = after.last_event_id
         version_b = str(after.version).encode()
-        default_type = _ENTITY_NAME[entity_type]
+        default_type = ENTITY_NAME[entity_type]
         messages: list[OutMessage] = []
         stored: list[StoredEvent] = []
         for index, plan in enumerate(planned):
@@ -95,7 +89,7 @@ class Renderer:
             body = self._envelope(const.name, eid, time, correlation, plan, entity_type, payload)
             value = orjson.dumps(body)
             headers: list[tuple[str, bytes | None]] = [
-                _SPEC,
+                SPEC,
                 ("ce_id", eid.encode()),
                 self.source,
                 ("ce_type", const.ce_type),
@@ -110,7 +104,7 @@ class Renderer:
                 headers.append(("ce_previousid", previous.encode()))
             if change.traceparent is not None:
                 headers.append(("ce_traceparent", change.traceparent))
-            headers.append(_CONTENT_TYPE)
+            headers.append(CONTENT_TYPE)
             messages.append(OutMessage(const.topic, None, key_bytes, value, headers))
             stored.append(StoredEvent(eid, const.name, time, const.topic, parts=(headers, value)))
             previous = eid

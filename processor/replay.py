@@ -1,7 +1,7 @@
 """`tmf-events replay`: change records from JSON Lines in, the processor's messages out.
 
-No Kafka: each line stands in for one Kafka record (DESIGN §8) and goes through `Core`,
-the same code path as `run`.
+No Kafka: each line stands in for one Kafka record (docs/design.md#interfaces) and goes through
+`Core`, the same code path as `run`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ from typing import Any, BinaryIO
 import orjson
 
 from processor.config import Settings
-from processor.core import Core
 from processor.messages import OutMessage
 from processor.records import InputRecord
-from processor.state import to_avro_dict
-from processor.store import StateStore
+from processor.state.codec import decode_state, to_avro_dict
+from processor.task import new_task
 
 _RECORD_MEMBERS = ("key", "partition", "offset", "timestamp", "headers")
 
@@ -89,29 +88,28 @@ def replay(
     lines: Iterable[bytes], settings: Settings, *, with_state: bool = False
 ) -> Iterator[dict[str, Any]]:
     """The messages `run` would produce for these lines, as JSON-ready objects."""
-    core = Core(settings)
-    store = StateStore()
+    task = new_task(settings, native=False)  # the reference path
     for number, raw in enumerate(lines):
         line = raw.rstrip(b"\r\n")
         if not line.strip():
             continue
         record = parse_line(line, number, settings.input_topic)
-        result = core.process(record, store.get)
+        result = task.process(record)
+        task.commit()
         for message in result.messages:
             yield _message_json(message, events=result.outcome == "emit")
-        if result.state is not None and result.key is not None:
-            store.put(record.partition, result.key, result.state)
-            if with_state:
-                state: dict[str, Any] = to_avro_dict(result.state)
-                state["hash"] = result.state.hash.hex()
-                state["attrDigests"] = result.state.attr_digests.hex()
-                yield {
-                    "topic": settings.changelog_topic,
-                    "partition": record.partition,
-                    "key": result.key,
-                    "headers": {},
-                    "value": state,
-                }
+        if with_state and result.encoded is not None and result.key is not None:
+            after = decode_state(result.encoded)
+            state: dict[str, Any] = to_avro_dict(after)
+            state["hash"] = after.hash.hex()
+            state["attrDigests"] = after.attr_digests.hex()
+            yield {
+                "topic": settings.changelog_topic,
+                "partition": record.partition,
+                "key": result.key,
+                "headers": {},
+                "value": state,
+            }
 
 
 def _message_json(message: OutMessage, *, events: bool) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Topic creation and the partition-count check `run` makes before it starts (DESIGN §6)."""
+"""Topic creation and the partition-count check `run` makes before it starts (docs/state.md)."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ transactional call that outlived its own timeout) leaves a replica alive, health
 to a process supervisor and useless. Kubernetes' liveness probe on /healthz catches that;
 docker-compose and plain process supervisors only restart what exits. So the replica exits
 itself, with the fatal exit code (3). Exactly-once makes that safe at any moment: whatever
-transaction was open is aborted when the restarted replica fences it (DESIGN §7).
+transaction was open is aborted when the restarted replica fences it (docs/runtime.md#exactly-once).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """History checker: what `tmf-events run` wrote against what `replay` says it must write.
 
-The input is read back from the broker (offsets, partitions, timestamps, keys, values and
-headers exactly as stored) and replayed through `processor.replay.replay`, the code path `run`
-shares (DESIGN §8). `check_history` then compares the read_committed output with that
+The input is read back from the broker (offsets, partitions, timestamps, keys, values and headers
+exactly as stored) and replayed through `processor.replay.replay`, the code path `run` shares
+(docs/design.md#interfaces). `check_history` then compares the read_committed output with that
 expectation and counts:
 
 - lost: input records some of whose events or dead letter never appeared;
@@ -62,7 +62,7 @@ Header = tuple[str, bytes | None]
 Source = tuple[int, int]  # input (partition, offset)
 Kind = Literal["event", "dead_letter"]
 
-#: The headers the processor appends to a dead letter, in order (DESIGN §7).
+#: The headers the processor appends to a dead letter, in order (docs/runtime.md#exactly-once).
 ERROR_HEADERS = (ERROR, ERROR_MESSAGE, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET)
 _REPLAY_MEMBERS = frozenset(("key", "partition", "offset", "timestamp", "headers"))
 _EXAMPLES = 5
@@ -142,8 +142,8 @@ class Expectation:
 
 
 def replay_line(record: InputRecord, number: int, settings: Settings) -> bytes | None:
-    """The `tmf-events replay` line (DESIGN §8) standing for `record`, or None when replay
-    cannot express it (then the record is certain to be dead-lettered: see the module doc).
+    """The `tmf-events replay` line (docs/design.md#interfaces) standing for `record`, or None when
+    replay cannot express it (then the record is certain to be dead-lettered: see the module doc).
 
     `number` is the line's index in the replay input (replay's default offset).
     Header values are text in replay: one that is not UTF-8 is decoded with U+FFFD. The

@@ -19,7 +19,7 @@ from confluent_kafka import (
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from processor.broker import BrokerNotInstalledError, EmbeddedBroker, free_port
+from processor.dev.broker import BrokerNotInstalledError, EmbeddedBroker, free_port
 
 if TYPE_CHECKING:
     from confluent_kafka._types import HeadersType
@@ -144,7 +144,8 @@ def create_topics(
         NewTopic(name, num_partitions=partitions, replication_factor=1, config=dict(config or {}))
         for name, partitions in topics.items()
     ]
-    # `admin` stays referenced until every future resolved (DESIGN §9 client gotcha).
+    # `admin` stays referenced until every future resolved (docs/testing.md#brokers-for-tests client
+    # gotcha).
     futures = admin.create_topics(new, request_timeout=timeout)
     for future in futures.values():
         future.result(timeout=timeout)

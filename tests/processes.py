@@ -42,12 +42,12 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from processor.broker import death_signal_preexec, free_port
 from processor.config import Settings
+from processor.dev.broker import death_signal_preexec, free_port
+from processor.dev.synthetic import Generator, Mix
 from processor.loop import Processor
 from processor.records import InputRecord
 from processor.replay import replay
-from processor.synthetic import Generator, Mix
 from tests.kafka_helpers import FAST_FETCH, wait_until
 
 __all__ = [
@@ -182,7 +182,7 @@ def cli_env(fields: Mapping[str, Any] | None = None) -> dict[str, str]:
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(REPO) if not path else f"{REPO}{os.pathsep}{path}"
     for name, value in (fields or {}).items():
-        # numbers as JSON numbers, lists and objects as JSON (DESIGN §8)
+        # numbers as JSON numbers, lists and objects as JSON (docs/design.md#interfaces)
         text = value if isinstance(value, str) else orjson.dumps(value).decode()
         env[f"TMF_EVENTS_{name.upper()}"] = text
     return env
@@ -463,7 +463,8 @@ _RECORD_MEMBERS = ("key", "partition", "offset", "timestamp", "headers")
 
 
 def replay_lines(records: Sequence[InputRecord]) -> list[bytes]:
-    """The `tmf-events replay` input (DESIGN §8) standing for exactly these Kafka records.
+    """The `tmf-events replay` input (docs/design.md#interfaces) standing for exactly these Kafka
+    records.
 
     Records of each partition keep their order. Raises ValueError for a record the replay
     format cannot express: a value that is not a JSON object can only be a raw line, which
@@ -526,7 +527,7 @@ def expected(records: Sequence[InputRecord], settings: Settings) -> list[dict[st
 
 def end_offsets(records: Sequence[InputRecord]) -> dict[int, int]:
     """Next offset per partition of a fully read input (from the records themselves: Tansu's
-    ListOffsets answers are wrong, DESIGN §9)."""
+    ListOffsets answers are wrong, docs/testing.md#brokers-for-tests)."""
     out: dict[int, int] = {}
     for r in records:
         out[r.partition] = max(out.get(r.partition, 0), r.offset + 1)

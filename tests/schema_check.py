@@ -1,4 +1,5 @@
-"""Check an emitted event against the JSON Schema its `ce_dataschema` header names (DESIGN §4).
+"""Check an emitted event against the JSON Schema its `ce_dataschema` header names
+(docs/design.md#output-tmf-events-as-cloudevents).
 
 Shared by unit and integration tests::
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from processor.state import State, StoredEvent
+from processor.state.model import State, StoredEvent
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1

@@ -1,9 +1,9 @@
 """The floor: a transactional consume→produce loop that copies every input record.
 
-No decoding, no state: what exactly-once costs on this broker and client with the same batch
-policy as the processor (DESIGN §7: `max_batch` records or `commit_interval_ms`, one
-transaction per batch, offsets via `send_offsets_to_transaction` with the consumer's group
-metadata, read_committed consumer). Anything the processor does on top is its own cost.
+No decoding, no state: what exactly-once costs on this broker and client with the same batch policy
+as the processor (docs/runtime.md#exactly-once: `max_batch` records or `commit_interval_ms`, one
+transaction per batch, offsets via `send_offsets_to_transaction` with the consumer's group metadata,
+read_committed consumer). Anything the processor does on top is its own cost.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def run_passthrough(
             "enable.auto.offset.store": False,
             "isolation.level": "read_committed",
             "auto.offset.reset": "earliest",
-            # Tansu's first join waits for the rebalance timeout (DESIGN §9)
+            # Tansu's first join waits for the rebalance timeout (docs/testing.md#brokers-for-tests)
             "max.poll.interval.ms": 10_000,
             "session.timeout.ms": 6_000,
             **extra,

@@ -655,10 +655,10 @@ fail:
 
 /* Result(outcome, [], key, entity_type=et): a record that emits nothing. */
 static PyObject *small_result(Engine *e, PyObject *outcome, PyObject *key, PyObject *et) {
-    PyObject *items[10] = {Py_NewRef(outcome), PyList_New(0), Py_NewRef(key), Py_NewRef(Py_None),
-                           Py_NewRef(et), PyTuple_New(0), Py_NewRef(Py_None),
-                           Py_NewRef(Py_None), Py_NewRef(Py_None), Py_NewRef(Py_None)};
-    return named(e->result_type, items, 10);
+    PyObject *items[9] = {Py_NewRef(outcome), PyList_New(0), Py_NewRef(key),
+                          Py_NewRef(et),      PyTuple_New(0), Py_NewRef(Py_None),
+                          Py_NewRef(Py_None), Py_NewRef(Py_None), Py_NewRef(Py_None)};
+    return named(e->result_type, items, 9);
 }
 
 #define PUT(b, lit) jbuf_put((b), (lit), sizeof(lit) - 1)
@@ -1263,11 +1263,10 @@ static PyObject *engine_process(Engine *e, PyObject *const *args, Py_ssize_t nar
     }
     packed = PyBytes_FromStringAndSize(pb->p, (Py_ssize_t)pb->len);
     if (packed == NULL) FAIL();
-    PyObject *items[10] = {Py_NewRef(S_EMIT), messages, Py_NewRef(key_text), Py_NewRef(Py_None),
-                           Py_NewRef(et_str), types, Py_NewRef(Py_None),
-                           PyLong_FromLongLong(time_ms), packed, encoded};
+    PyObject *items[9] = {Py_NewRef(S_EMIT), messages, Py_NewRef(key_text), Py_NewRef(et_str),
+                          types, Py_NewRef(Py_None), PyLong_FromLongLong(time_ms), packed, encoded};
     messages = types = packed = encoded = NULL; /* stolen */
-    result = named(e->result_type, items, 10);
+    result = named(e->result_type, items, 9);
 done:
     Py_XDECREF(messages);
     Py_XDECREF(types);

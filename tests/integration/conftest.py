@@ -1,4 +1,4 @@
-"""Broker fixtures for the integration tests (DESIGN §9).
+"""Broker fixtures for the integration tests (docs/testing.md#brokers-for-tests).
 
 Which broker answers:
 - `KAFKA_BOOTSTRAP_SERVERS` set: that broker (e.g. Apache Kafka) for every broker fixture;
@@ -22,7 +22,7 @@ from typing import Literal
 
 import pytest
 
-from processor.broker import BrokerNotInstalledError, EmbeddedBroker
+from processor.dev.broker import BrokerNotInstalledError, EmbeddedBroker
 from tests.kafka_helpers import Broker, embedded_broker
 from tests.kafka_helpers import unique_name as _unique_name
 

@@ -1,4 +1,5 @@
-"""The broker facts the product relies on (DESIGN §9), checked on the real brokers."""
+"""The broker facts the product relies on (docs/testing.md#brokers-for-tests), checked on the real
+brokers."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
-from processor.broker import BrokerNotInstalledError, EmbeddedBroker, free_port
+from processor.dev.broker import BrokerNotInstalledError, EmbeddedBroker, free_port
 from tests.kafka_helpers import (
     Broker,
     OutRecord,
@@ -139,14 +140,16 @@ def test_aborted_transaction_and_read_committed(
     if each_broker.hides_aborted_transactions:
         assert values == [b"committed"]
     else:
-        # Tansu (DESIGN §9): aborted records stay visible to read_committed readers. If this
-        # starts failing, Tansu was fixed: update §9 and the tests that count copies there.
+        # Tansu (docs/testing.md#brokers-for-tests): aborted records stay visible to read_committed
+        # readers. If this starts failing, Tansu was fixed: update docs/testing.md#brokers-for-tests
+        # and the tests that count copies there.
         assert values == [b"aborted-1", b"aborted-2", b"committed"]
 
 
 def test_end_offsets(noida_broker: Broker, unique_name: UniqueName) -> None:
     # Restoring "up to the end offset" relies on these; Tansu answers ListOffsets wrongly
-    # (DESIGN §9), which is why consume_all goes by end-of-partition events instead.
+    # (docs/testing.md#brokers-for-tests), which is why consume_all goes by end-of-partition events
+    # instead.
     bootstrap, topic = noida_broker.bootstrap_servers, unique_name("end-offsets")
     create_topics(bootstrap, {topic: 1})
     produce(bootstrap, topic, [(b"k", b"v", None, 0)] * 5, config={"linger.ms": 50})
@@ -185,8 +188,9 @@ def test_compacted_topic_can_be_created(each_broker: Broker, unique_name: Unique
 def test_compaction_keeps_the_latest_value_per_key(
     noida_broker: Broker, unique_name: UniqueName
 ) -> None:
-    # Like Kafka, noida compacts closed segments only: a short segment.ms plus a later write
-    # rolls the segment holding the old versions. Tansu never compacts (DESIGN §9).
+    # Like Kafka, noida compacts closed segments only: a short segment.ms plus a later write rolls
+    # the segment holding the old versions. Tansu never compacts
+    # (docs/testing.md#brokers-for-tests).
     bootstrap, topic = noida_broker.bootstrap_servers, unique_name("compaction")
     config = {
         "cleanup.policy": "compact",
@@ -279,7 +283,7 @@ def test_stop_ends_the_process_and_removes_the_temporary_dir() -> None:
 def test_run_foreground_stops_on_sigterm() -> None:
     port = free_port()
     code = (
-        "from processor.broker import run_foreground\n"
+        "from processor.dev.broker import run_foreground\n"
         f"raise SystemExit(run_foreground('tansu', {port}))"
     )
     proc = subprocess.Popen(

@@ -1,10 +1,10 @@
 """kill -9 of `tmf-events run` in the middle of a load, restarted with the same instance id.
 
-DESIGN §7 / §9: after any number of crashes the committed output holds every input record's
-events (0 lost), never two different events for one (subject, entityversion, eventType)
-(0 divergent), and on brokers with real transactions (noida-db, Apache Kafka) every event
-exactly once (0 copies). On Tansu, whose read_committed shows the records of aborted and
-zombie transactions, copies of a crashed batch are allowed; they are counted and printed.
+docs/runtime.md#exactly-once / §9: after any number of crashes the committed output holds every
+input record's events (0 lost), never two different events for one (subject, entityversion,
+eventType) (0 divergent), and on brokers with real transactions (noida-db, Apache Kafka) every event
+exactly once (0 copies). On Tansu, whose read_committed shows the records of aborted and zombie
+transactions, copies of a crashed batch are allowed; they are counted and printed.
 
 And the zombie case: a replica started while its predecessor (same instance id) still runs
 fences it; the predecessor must end itself through the FatalError path (exit 3).

@@ -1,4 +1,5 @@
-"""The processor's metrics as a real Prometheus server sees them (DESIGN §8, deploy checks).
+"""The processor's metrics as a real Prometheus server sees them (docs/design.md#interfaces, deploy
+checks).
 
 A processor runs in a thread with its `/metrics` on a free 127.0.0.1 port; a real Prometheus
 (Debian package `prometheus`, installed by `scripts/prometheus.sh` when missing) scrapes it
@@ -29,8 +30,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from processor.config import Settings
+from processor.dev.synthetic import Generator, Mix
 from processor.http import HttpServer
-from processor.synthetic import Generator, Mix
 from tests.kafka_helpers import (
     Broker,
     Record,
@@ -392,8 +393,9 @@ def test_state_keys_per_assigned_partition(run: Run) -> None:
 
 
 def test_consumer_lag_is_exported_per_assigned_partition(run: Run) -> None:
-    """DESIGN §8 dashboards and the ConsumerLagHigh alert read tmf_events_consumer_lag_records
-    per partition; once the input is consumed it must be there and be 0 everywhere."""
+    """docs/design.md#interfaces dashboards and the ConsumerLagHigh alert read
+    tmf_events_consumer_lag_records per partition; once the input is consumed it must be there and
+    be 0 everywhere."""
     prom = run.prometheus
     expected = {str(p) for p in run.assigned}
     run.wait_for(

@@ -1,4 +1,5 @@
-"""The transactional processor (`processor.loop.Processor`) on real brokers (DESIGN §6, §7).
+"""The transactional processor (`processor.loop.Processor`) on real brokers (docs/state.md,
+docs/runtime.md#exactly-once).
 
 Each test runs the processor in a thread of the test process, on topics and an app id of its
 own, and compares what lands on the output topics with what `processor.replay.replay` says
@@ -17,9 +18,9 @@ import orjson
 
 from processor import native
 from processor.config import Settings
+from processor.dev.synthetic import Generator, Mix, rfc3339_ms
 from processor.loop import Processor
 from processor.records import InputRecord
-from processor.synthetic import Generator, Mix, rfc3339_ms
 from tests.kafka_helpers import Broker, Record, consume_all, create_topics, wait_until
 from tests.processes import (
     ProcessorThread,
@@ -143,7 +144,7 @@ def test_output_equals_replay_byte_for_byte(noida_broker: Broker, unique_name: U
     want = expected(inputs, settings)
 
     processor = _run_to_end(settings, inputs)
-    fast = processor.core.native_records
+    fast = processor.task.core.native_records
     if native.AVAILABLE:  # the loop's C path against replay's Python path
         assert fast > len(inputs) * 0.9, fast
     by_path = {

@@ -1,5 +1,6 @@
-"""Readiness during a large restore (DESIGN §6, §8): `/readyz` is 503 while the assigned
-partitions' state is read back from the changelog, 200 after, and `/healthz` is 200 all along.
+"""Readiness during a large restore (docs/state.md, docs/design.md#interfaces): `/readyz` is 503
+while the assigned partitions' state is read back from the changelog, 200 after, and `/healthz` is
+200 all along.
 
 The changelog is pre-filled directly with ~200k state records (`encode_state`, distinct keys,
 written to explicit partitions as the processor does), so the restore takes long enough to be
@@ -20,9 +21,10 @@ import orjson
 import pytest
 
 from processor.config import Settings
+from processor.dev.synthetic import rfc3339_ms
 from processor.http import HttpServer
-from processor.state import State, encode_state
-from processor.synthetic import rfc3339_ms
+from processor.state.codec import encode_state
+from processor.state.model import State
 from tests.kafka_helpers import Broker, Record, consume_all, create_topics, produce, wait_until
 from tests.processes import ProcessorThread, Send, processor_fields, send, wait_consumed
 
@@ -182,7 +184,7 @@ def test_readyz_is_503_while_restoring_and_200_after(
     # Restored values decode to exactly what was written.
     for partition in range(PARTITIONS):
         for i in (0, 1, 4_321, PER_PARTITION - 1):
-            assert p.store.get(partition, _key(partition, i)) == _state(partition, i)
+            assert p.store.state(partition, _key(partition, i)) == _state(partition, i)
     assert p.store.get(0, _key(1, 5)) is None  # each partition has only its own keys
 
     health = _get(port, "/healthz")
@@ -195,7 +197,7 @@ def test_restored_state_is_used_for_new_input(
 ) -> None:
     """A change to a pre-filled live instance continues its chain: no Create, version + 1,
     `ce_previousid` = the restored last event id; a pre-filled deleted one is created again
-    with the next version (DESIGN §3)."""
+    with the next version (docs/design.md#deciding)."""
     proc, port = running
     proc.start()
     proc.wait_ready(120)
@@ -250,7 +252,7 @@ def test_restored_state_is_used_for_new_input(
     assert _get(port, "/readyz").status == 200
     # Still exactly one key per pre-filled instance.
     wait_until(
-        lambda: proc.processor.store.get(1, _key(1, live_i)) != live,
+        lambda: proc.processor.store.state(1, _key(1, live_i)) != live,
         30,
         message="the store never applied the committed change",
     )

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from processor.compact import PROFILES, pack
 from processor.config import Settings
+from processor.dev.synthetic import Generator, Mix
 from processor.records import InputRecord
-from processor.snapshot import Snapshots, Witness, value_digest
-from processor.state import State
-from processor.synthetic import Generator, Mix
+from processor.state.model import State
+from processor.state.packed import Profiles, pack
+from processor.state.snapshot import Snapshots, Witness, value_digest
 from tests.kafka_helpers import Broker, Record, consume_all, create_topics
 from tests.processes import (
     ProcessorThread,
@@ -119,8 +119,9 @@ def _bogus_snapshot(settings: Settings, directory: Path, key: str, witness: Witn
         last_event_type="ServiceCreateEvent",
         last_event_time="2026-01-01T00:00:00.000Z",
     )
+    profiles = Profiles()
     Snapshots(directory, settings.changelog_topic, keep_events=False).save(
-        0, witness.offset + 1, witness, {key: pack(key, state)}, PROFILES.export()
+        0, witness.offset + 1, witness, {key: pack(key, state, profiles)}, profiles.export()
     )
 
 
@@ -148,7 +149,7 @@ def test_a_snapshot_the_changelog_does_not_continue_is_discarded(
         send(bootstrap, settings.input_topic, _records(200, 42, start_ms + 1_000_000))
         inputs = read_input(bootstrap, settings.input_topic)
     _bogus_snapshot(settings, tmp_path, key, Witness(0, "not-a-key", value_digest(b"x")))
-    caplog.set_level(logging.WARNING, logger="processor.changelog")
+    caplog.set_level(logging.WARNING, logger="processor.state.restore")
     restored = _run_to_end(settings, inputs)
     assert "does not match the changelog" in caplog.text
     if changelog == "filled":

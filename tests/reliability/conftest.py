@@ -1,4 +1,5 @@
-"""Fixtures of the reliability tests (fault injection against real brokers, DESIGN §9).
+"""Fixtures of the reliability tests (fault injection against real brokers,
+docs/testing.md#brokers-for-tests).
 
 Brokers follow the integration tests' choice (`tests/integration/conftest.py`):
 `KAFKA_BOOTSTRAP_SERVERS` set → that broker for every test that does not need to control a

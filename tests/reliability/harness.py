@@ -19,10 +19,10 @@ from typing import Any, Self
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient
 
-from processor.broker import free_port, tansu_command
 from processor.config import Settings
+from processor.dev.broker import free_port, tansu_command
+from processor.dev.synthetic import Generator, Mix
 from processor.records import InputRecord
-from processor.synthetic import Generator, Mix
 from tests.history import Expectation, HistoryReport, check_history, expected_from_input
 from tests.kafka_helpers import Record, consume_all, wait_until
 from tests.processes import (
@@ -48,7 +48,8 @@ def pick(short: Any, long: Any) -> Any:
 
 
 def synthetic(seed: int, count: int, keys: int, *, start_ms: int | None = None) -> Iterator[Send]:
-    """`count` seeded synthetic change records (DESIGN §2) over `keys` instances, keyed.
+    """`count` seeded synthetic change records (docs/design.md#input-change-records) over `keys`
+    instances, keyed.
 
     Timestamps start an hour ago (inside any retention) and advance 1 ms per record.
     """
@@ -284,7 +285,7 @@ _TANSU_ENV_DROP = ("SCHEMA_REGISTRY", "OTEL_EXPORTER_OTLP_ENDPOINT", "STORAGE_EN
 class AdvertisedTansu:
     """Tansu listening on 127.0.0.1:`port` and advertising another host:port to clients.
 
-    `processor.broker.EmbeddedBroker` advertises the port it listens on; noida-db cannot
+    `processor.dev.broker.EmbeddedBroker` advertises the port it listens on; noida-db cannot
     advertise anything else at all (`--host` is both), so an outage behind a proxy needs Tansu
     (`--advertised-listener-url`), started here. Data in memory; `stop()` ends it.
     """

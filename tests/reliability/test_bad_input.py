@@ -1,19 +1,20 @@
-"""Malformed records mixed 1:10 into a load: every one is dead-lettered with the right reason
-and its original key, value and headers; every good record is processed exactly as replay
-says; the processor never crashes or restarts (DESIGN §2, §7).
+"""Malformed records mixed 1:10 into a load: every one is dead-lettered with the right reason and
+its original key, value and headers; every good record is processed exactly as replay says; the
+processor never crashes or restarts (docs/design.md#input-change-records,
+docs/runtime.md#exactly-once).
 
-Kinds (DESIGN §2 reason codes): invalid_json, invalid_utf8 (value), invalid_utf8 (key),
-schema_violation (wrong types), missing_key, id_mismatch, missing_instance,
+Kinds (docs/design.md#input-change-records reason codes): invalid_json, invalid_utf8 (value),
+invalid_utf8 (key), schema_violation (wrong types), missing_key, id_mismatch, missing_instance,
 unknown_entity_type, entity_type_mismatch (a live key sent with the other entity type),
 invalid_timestamp, too_large (max_record_bytes = 4096 here), too_deep (deeper than 64).
 
-Invalid UTF-8 in a header value is not bad input: DESIGN §2 defines a change record by its
-key and value, Kafka header values are bytes, and the processor copies no header onto events
-except a valid W3C `traceparent` (never one that is not UTF-8). Dead-lettering a valid change
-because of an unrelated binary header would lose it. So a good record whose headers are not
-UTF-8 (a binary `x-origin`, a binary `traceparent`) must be processed like any other (events
-without `ce_traceparent`), and bad records carrying such headers must be dead-lettered with
-those header bytes unchanged. Both are in the mix.
+Invalid UTF-8 in a header value is not bad input: docs/design.md#input-change-records defines a
+change record by its key and value, Kafka header values are bytes, and the processor copies no
+header onto events except a valid W3C `traceparent` (never one that is not UTF-8). Dead-lettering a
+valid change because of an unrelated binary header would lose it. So a good record whose headers are
+not UTF-8 (a binary `x-origin`, a binary `traceparent`) must be processed like any other (events
+without `ce_traceparent`), and bad records carrying such headers must be dead-lettered with those
+header bytes unchanged. Both are in the mix.
 
 Short profile: 2k good records + 200 bad; long: 10k + 1k.
 """
@@ -32,7 +33,7 @@ from rich.console import Console
 from rich.table import Table
 
 from processor.config import Settings
-from processor.synthetic import Generator, Mix, rfc3339_ms
+from processor.dev.synthetic import Generator, Mix, rfc3339_ms
 from tests.history import ERROR
 from tests.kafka_helpers import Broker, Record, create_topics
 from tests.processes import ProcessorProcess, Send, processor_fields

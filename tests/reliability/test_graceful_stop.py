@@ -1,6 +1,6 @@
 """Graceful stop under load: SIGTERM finishes the open batch, commits, leaves the group and
 exits 0; the replica started again continues where it stopped. On noida-db (real
-transactions) the output is exact: 0 lost, 0 divergent, 0 copies (DESIGN §7).
+transactions) the output is exact: 0 lost, 0 divergent, 0 copies (docs/runtime.md#exactly-once).
 
 Short profile: 2 stops; long: 8 stops. The stop moments are seeded random points of the
 group's committed progress, like the kill moments of the crash test.

@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from processor.config import Settings
+from processor.dev.synthetic import Generator, Mix
 from processor.records import InputRecord
-from processor.synthetic import Generator, Mix
 from tests.history import (
     ERROR,
     ExpectedMessage,

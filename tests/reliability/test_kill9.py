@@ -1,5 +1,5 @@
-"""kill -9 of `tmf-events run` at seeded random moments of a load over many keys, restarted
-with the same instance id, again and again (DESIGN §7, §9).
+"""kill -9 of `tmf-events run` at seeded random moments of a load over many keys, restarted with the
+same instance id, again and again (docs/runtime.md#exactly-once, docs/testing.md#brokers-for-tests).
 
 After the last restart the group must commit the whole input, and the read_committed output
 must hold every input record's events and dead letters (0 lost), never two different events

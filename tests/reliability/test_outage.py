@@ -1,13 +1,13 @@
 """Broker outage in the middle of a load: every connection between the processor and the
 broker is cut, new ones are refused, and after a while the broker is reachable again. The
-processor resumes by itself; nothing is lost, nothing diverges (DESIGN §7).
+processor resumes by itself; nothing is lost, nothing diverges (docs/runtime.md#exactly-once).
 
 "By itself" is what a deployment sees: the processor rides out the outage in its process,
 or it exits 3 by design and the test restarts it once, as Kubernetes or compose would:
-when the broker fenced it meanwhile (a static member whose session expired during the
-outage can be fenced on rejoining, DESIGN §7), or when its watchdog found the loop stuck in
-a client call for 90 s (processor/watchdog.py). Any other exit, a second one, or a processor
-that neither resumes nor exits fails the test. The report says which way it resumed.
+when the broker fenced it meanwhile (a static member whose session expired during the outage can be
+fenced on rejoining, docs/runtime.md#exactly-once), or when its watchdog found the loop stuck in a
+client call for 90 s (processor/watchdog.py). Any other exit, a second one, or a processor that
+neither resumes nor exits fails the test. The report says which way it resumed.
 
 - `test_proxy_outage_tansu`: the issue's setup. The processor reaches the broker through
   `tests/reliability/proxy.py`, which resets every connection and stops listening. Kafka
@@ -20,10 +20,10 @@ that neither resumes nor exits fails the test. The report says which way it resu
   aborted records, so copies are counted and reported, not failed.
 - `test_frozen_broker_noida`: the broker process is frozen (SIGSTOP) for the outage and
   thawed (SIGCONT): requests time out, sessions expire, nothing answers. noida-db has real
-  transactions, so the output must be exact: 0 copies too. (Stopping noida-db and starting
-  it again is no outage test: it forgets idempotent producers' sequence numbers when it
-  restarts, so every idempotent or transactional producer, the processor's included, gets a
-  fatal OUT_OF_ORDER_SEQUENCE_NUMBER, and the processor rightly exits 3, DESIGN §7.)
+  transactions, so the output must be exact: 0 copies too. (Stopping noida-db and starting it again
+  is no outage test: it forgets idempotent producers' sequence numbers when it restarts, so every
+  idempotent or transactional producer, the processor's included, gets a fatal
+  OUT_OF_ORDER_SEQUENCE_NUMBER, and the processor rightly exits 3, docs/runtime.md#exactly-once.)
 
 Short profile: 10 s outages; long: 30 s.
 """
@@ -44,8 +44,8 @@ from typing import TypeVar
 
 import pytest
 
-from processor.broker import BrokerNotInstalledError, EmbeddedBroker
 from processor.config import Settings
+from processor.dev.broker import BrokerNotInstalledError, EmbeddedBroker
 from tests.kafka_helpers import create_topics
 from tests.processes import ProcessorProcess, processor_fields
 from tests.reliability.harness import (

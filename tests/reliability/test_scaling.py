@@ -1,13 +1,13 @@
 """Scaling under load: 1 → 3 → 1 replicas (same app id, distinct instance ids, 6-partition
-input) while records keep arriving; 0 lost, 0 divergent (DESIGN §7).
+input) while records keep arriving; 0 lost, 0 divergent (docs/runtime.md#exactly-once).
 
-Runs on Tansu, which gets consumer-group lifecycles right (DESIGN §9); replicas leave with
-SIGTERM (graceful: finish the batch, commit, leave the group). On Tansu the replicas are
-dynamic group members (`static_membership=False`): with static members and
-cooperative-sticky, Tansu 0.6.0 never hands the partitions the first replica revokes to the
-new ones (reproduced with plain confluent-kafka consumers). Tansu's read_committed shows
-aborted records, so copies are counted and reported, not failed; on an external Kafka
-(KAFKA_BOOTSTRAP_SERVERS) there must be none.
+Runs on Tansu, which gets consumer-group lifecycles right (docs/testing.md#brokers-for-tests);
+replicas leave with SIGTERM (graceful: finish the batch, commit, leave the group). On Tansu the
+replicas are dynamic group members (`static_membership=False`): with static members and
+cooperative-sticky, Tansu 0.6.0 never hands the partitions the first replica revokes to the new ones
+(reproduced with plain confluent-kafka consumers). Tansu's read_committed shows aborted records, so
+copies are counted and reported, not failed; on an external Kafka (KAFKA_BOOTSTRAP_SERVERS) there
+must be none.
 
 Short profile: one 1 → 3 → 1 round; long: three rounds under a longer load.
 """

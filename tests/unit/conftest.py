@@ -23,11 +23,10 @@ if str(ROOT) not in sys.path:  # `tests.schema_check` is imported as a module of
     sys.path.insert(0, str(ROOT))
 
 from processor.config import Settings  # noqa: E402
-from processor.core import Core, Result  # noqa: E402
-from processor.messages import OutMessage  # noqa: E402
+from processor.messages import OutMessage, Result  # noqa: E402
 from processor.records import InputRecord  # noqa: E402
-from processor.state import State  # noqa: E402
-from processor.store import StateStore  # noqa: E402
+from processor.state.model import State  # noqa: E402
+from processor.task import new_task  # noqa: E402
 from processor.timefmt import format_ms  # noqa: E402
 from tests.schema_check import assert_valid_event  # noqa: E402
 
@@ -114,6 +113,7 @@ class Sent:
     record: InputRecord
     result: Result
     events: list[Event] = field(default_factory=list)
+    state: State | None = None  # the key's state after the record, when it changed
 
     @property
     def outcome(self) -> str:
@@ -147,12 +147,12 @@ _AUTO = object()
 
 
 class Harness:
-    """Feeds records through one `Core` with an in-memory state store, like `run` does."""
+    """Feeds records through a task (processor/task.py) on the reference (Python) path,
+    committing after each record."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.core = Core(settings)
-        self.store = StateStore()
+        self.task = new_task(settings, native=False)
         self.next_offset: dict[int, int] = {}
         self.clock_ms = T0_MS
         self.sent: list[Sent] = []
@@ -210,9 +210,8 @@ class Harness:
         record = InputRecord(
             INPUT_TOPIC, partition, offset, timestamp, key, raw, list(headers or [])
         )
-        result = self.core.process(record, self.store.get)
-        if result.state is not None and result.key is not None:
-            self.store.put(partition, result.key, result.state)
+        result = self.task.process(record)
+        self.task.commit()
         events: list[Event] = []
         if result.outcome == "emit":
             for message in result.messages:
@@ -221,8 +220,11 @@ class Harness:
                 assert message.topic == self.settings.topic_for(result.entity_type or "")
                 events.append(Event(message, body))
         else:
-            assert result.state is None, f"{result.outcome} must not change the state"
-        sent = Sent(record, result, events)
+            assert result.stored is None, f"{result.outcome} must not change the state"
+        state = None
+        if result.stored is not None and result.key is not None:
+            state = self.task.state(partition, result.key)
+        sent = Sent(record, result, events, state)
         self.sent.append(sent)
         return sent
 
@@ -243,7 +245,7 @@ class Harness:
         return self.send(None, key=key, **kw)
 
     def state(self, key: str, partition: int = 0) -> State | None:
-        return self.store.get(partition, key)
+        return self.task.state(partition, key)
 
     @property
     def events(self) -> list[Event]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from processor import clients
+from processor import clients, kafka_properties
 from processor.config import ConfigError, load_settings
 from tests.unit.conftest import make_settings
 
@@ -53,7 +53,7 @@ def test_user_values_beat_tuning_defaults() -> None:
     assert producer["linger.ms"] == 50 and producer["compression.type"] == "zstd"
 
 
-@pytest.mark.parametrize("name", sorted(clients.GUARDED))
+@pytest.mark.parametrize("name", sorted(kafka_properties.GUARDED))
 def test_guarded_properties_are_refused(name: str) -> None:
     with pytest.raises(ConfigError, match=name.replace(".", r"\.")):
         load_settings(kafka={name: "x"})
@@ -70,6 +70,6 @@ def test_properties_librdkafka_refuses_are_refused(extra: dict[str, object], wor
 
 def test_every_role_reads_shared_properties() -> None:
     for role in ("consumer", "producer", "admin"):
-        assert clients.role_reads(role, "sasl.username")  # type: ignore[arg-type]
-    assert not clients.role_reads("admin", "group.instance.id")
-    assert not clients.role_reads("consumer", "transaction.timeout.ms")
+        assert kafka_properties.role_reads(role, "sasl.username")  # type: ignore[arg-type]
+    assert not kafka_properties.role_reads("admin", "group.instance.id")
+    assert not kafka_properties.role_reads("consumer", "transaction.timeout.ms")

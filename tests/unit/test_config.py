@@ -1,4 +1,5 @@
-"""Settings (DESIGN §8): env (JSON lists/objects, nested `__`), YAML, precedence, errors."""
+"""Settings (docs/design.md#interfaces): env (JSON lists/objects, nested `__`), YAML, precedence,
+errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Deciding (DESIGN §3): one test per row of the table, private fields and state fields.
+"""Deciding (docs/design.md#deciding): one test per row of the table, private fields and state
+fields.
 
 Records go through `Core` (the code path `run` and `replay` share) via the `harness` fixture,
 which checks every emitted event against its JSON Schema; a few tests call `decide` directly
@@ -11,11 +12,12 @@ import orjson
 import pytest
 
 from processor.canonical import digest, rendering
-from processor.config import DEFAULT_STATE_FIELDS
 from processor.decide import Policy, decide
 from processor.records import Change
-from processor.state import State, decode_state, encode_state
+from processor.state.codec import decode_state, encode_state
+from processor.state.model import State
 from processor.timefmt import format_ms
+from processor.tmf import DEFAULT_STATE_FIELDS
 
 # --------------------------------------------------------------------------------------
 # upsert, no live state: Create

@@ -1,4 +1,5 @@
-"""Decoding (DESIGN §2) and dead letters (DESIGN §7): every reason code, never an exception."""
+"""Decoding (docs/design.md#input-change-records) and dead letters (docs/runtime.md#exactly-once):
+every reason code, never an exception."""
 
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ def test_bad_records_become_dead_letters_with_their_reason(harness, value, key, 
     assert sent.outcome == "dead_letter"
     assert sent.reason == reason, sent.dead_letter.headers
     _assert_dead_letter(sent.dead_letter, sent.record, reason, "tmf-events-dlq")
-    assert harness.store.partitions.get(2, {}) == {}
+    assert harness.task.store.partitions.get(2, {}) == {}
 
 
 def _assert_dead_letter(letter, record, reason, topic):
@@ -428,9 +429,9 @@ def test_latest_representable_time_is_fine(harness):
 def test_instance_members_the_event_schema_forbids_are_not_emitted(
     make_harness, version, entity, instance
 ):
-    """DESIGN §4: every emitted event validates against its ce_dataschema. An instance that
-    would break that is bad input (a schema_violation dead letter), never an invalid event;
-    the harness validates any event that does come out."""
+    """docs/design.md#output-tmf-events-as-cloudevents: every emitted event validates against its
+    ce_dataschema. An instance that would break that is bad input (a schema_violation dead letter),
+    never an invalid event; the harness validates any event that does come out."""
     harness = make_harness(tmf_version=version)
     sent = harness.send({"entityType": entity, "instance": instance}, key=KEY)
     assert sent.outcome in {"emit", "dead_letter"}

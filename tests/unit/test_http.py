@@ -1,4 +1,5 @@
-"""The small HTTP server (`processor.http.HttpServer`, DESIGN §8): routes and failure handling.
+"""The small HTTP server (`processor.http.HttpServer`, docs/design.md#interfaces): routes and
+failure handling.
 
 Each test starts a real server on a free 127.0.0.1 port and talks to it with urllib.
 """

@@ -1,4 +1,4 @@
-"""Deterministic event ids (UUIDv7) and RFC 3339 times (DESIGN §5)."""
+"""Deterministic event ids (UUIDv7) and RFC 3339 times (docs/design.md#identity-and-determinism)."""
 
 from __future__ import annotations
 

@@ -20,13 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor import native
-from processor.compact import pack
 from processor.config import Settings
-from processor.core import Core, Result
+from processor.dev.synthetic import Generator, Mix
+from processor.messages import Result
 from processor.records import InputRecord
-from processor.state import encode_state
-from processor.store import StateStore
-from processor.synthetic import Generator, Mix
+from processor.state.packed import pack
+from processor.task import new_task
 from processor.timefmt import MAX_MS, InvalidTimestampError, format_ms, parse_ms
 
 if not native.AVAILABLE:
@@ -87,32 +86,25 @@ def test_a_parsed_time_is_what_python_parses(text: str) -> None:
 
 
 class Pair:
-    """A core with the C path and one without, each with its own packed store."""
+    """A task with the C path and one without, each with its own packed store."""
 
     def __init__(self, settings: Settings) -> None:
-        self.fast = Core(settings)
-        self.slow = Core(settings, native=False)
+        self.fast_task = new_task(settings)
+        self.slow_task = new_task(settings, native=False)
+        self.fast = self.fast_task.core
         assert self.fast.engine is not None
-        self.fast_store = StateStore(keep_events=False)
-        self.slow_store = StateStore(keep_events=False)
+        self.fast_store = self.fast_task.store
+        self.slow_store = self.slow_task.store
         self.records = 0
 
     def feed(self, record: InputRecord) -> Result:
-        a = self.fast.process(record, self.fast_store.get, self.fast_store.packed)
-        b = self.slow.process(record, self.slow_store.get)
+        a = self.fast_task.process(record)
+        b = self.slow_task.process(record)
         self.records += 1
         assert _view(a) == _view(b), record
-        assert (a.state is None and a.packed is None) == (b.state is None)
-        if b.state is not None and b.key is not None:
-            if a.packed is not None:
-                assert a.encoded == encode_state(b.state), record
-                assert a.packed == pack(b.key, b.state), record
-                self.fast_store.put_packed(record.partition, b.key, a.packed)
-            else:
-                assert a.state is not None
-                assert encode_state(a.state) == encode_state(b.state)
-                self.fast_store.put(record.partition, b.key, a.state)
-            self.slow_store.put(record.partition, b.key, b.state)
+        assert (a.stored, a.encoded) == (b.stored, b.encoded), record
+        self.fast_task.commit()
+        self.slow_task.commit()
         assert self.fast_store.partitions == self.slow_store.partitions
         return a
 
@@ -480,10 +472,10 @@ def test_a_state_the_python_path_keeps_in_a_rare_form_is_read_there() -> None:
     )
     pair.feed(first)
     for store in (pair.fast_store, pair.slow_store):
-        state = store.get(0, "k")
+        state = store.state(0, "k")
         assert state is not None and state.last_event_id is not None
         state.last_event_id = state.last_event_id.upper()
-        store.put(0, "k", state)
+        store.put(0, "k", pack("k", state, store.form.profiles))
     before = pair.fast.native_records
     second = InputRecord(
         TOPIC,

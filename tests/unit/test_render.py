@@ -1,4 +1,5 @@
-"""Rendering (DESIGN §4): TMF envelopes of both profiles, payload modes, CloudEvents headers.
+"""Rendering (docs/design.md#output-tmf-events-as-cloudevents): TMF envelopes of both profiles,
+payload modes, CloudEvents headers.
 
 The headers are also compared with what the cloudevents 2.x Kafka binding produces for the
 same attributes and data, so consumers using the SDK read exactly what we write.
@@ -375,7 +376,8 @@ def test_cloudevent_attribute_names_follow_the_naming_rule(harness, tmf):
 
 
 def _sdk_message(event, *, settings, entity, version, previous, traceparent, entity_version):
-    """What cloudevents' to_binary_event produces for the attributes DESIGN §4 defines."""
+    """What cloudevents' to_binary_event produces for the attributes
+    docs/design.md#output-tmf-events-as-cloudevents defines."""
     body = event.body
     name = body["eventType"]
     api = {"service": "tmf638", "resource": "tmf639"}[entity]
@@ -403,7 +405,8 @@ def _assert_same_as_sdk(event, sdk):
     ours = dict(event.message.headers)
     theirs = dict(sdk.headers)
     assert set(ours) == set(theirs)
-    # The SDK writes microseconds (.123000Z), DESIGN §5 milliseconds (.123Z): same instant.
+    # The SDK writes microseconds (.123000Z), docs/design.md#identity-and-determinism milliseconds
+    # (.123Z): same instant.
     assert datetime.fromisoformat(ours.pop("ce_time").decode()) == datetime.fromisoformat(
         theirs.pop("ce_time").decode()
     )
@@ -443,7 +446,7 @@ def test_headers_equal_the_cloudevents_kafka_binding(make_harness, tmf, version,
                 version=version,
                 previous=previous.get(event.key),
                 traceparent=None if trace_value is None else trace_value.decode(),
-                entity_version=sent.result.state.version,
+                entity_version=sent.state.version,
             )
             _assert_same_as_sdk(event, sdk)
             previous[event.key] = event.id

@@ -1,4 +1,5 @@
-"""`tmf-events replay` (DESIGN §8): line rules, output, the CLI with files, stdin, env, YAML."""
+"""`tmf-events replay` (docs/design.md#interfaces): line rules, output, the CLI with files, stdin,
+env, YAML."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import fastavro
 import pytest
 from jsonschema import Draft202012Validator
 
-from processor import schemagen
+from processor.dev import schemagen
 from processor.schemas import (
     EVENT_NAMES,
     event_schema_id,
@@ -265,7 +265,7 @@ BROKEN_EVENTS: list[tuple[int, str, Any]] = [
 
 def test_checked_in_files_equal_generator_output() -> None:
     assert schemagen.differences(REPO_SCHEMAS) == [], (
-        "schemas/ is out of date: run `python -m processor.schemagen`"
+        "schemas/ is out of date: run `python -m processor.dev.schemagen`"
     )
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from processor import snapshot
-from processor.snapshot import Snapshots, Witness, value_digest
+from processor.state import snapshot
+from processor.state.snapshot import Snapshots, Witness, value_digest
 
 ENTRIES = {"svc-1": b"\x00state-1", "svc-2": b"\x00state-2" * 40}
 PROFILES = {b"\x01\x02\x03\x04": ("service", "name\x00state", "Service", None, "/x/")}

@@ -1,4 +1,4 @@
-"""The hand-written Avro codec of the changelog value (`processor.state`, DESIGN §6).
+"""The hand-written Avro codec of the changelog value (`processor.state`, docs/state.md).
 
 `encode_state` / `decode_state` implement `schemas/state-record.avsc` by hand for speed; these
 properties pin them to fastavro byte for byte, over random states (boundary and huge longs,
@@ -19,14 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from processor.schemas import load_avro_schema
-from processor.state import (
-    State,
-    StoredEvent,
-    decode_state,
-    encode_state,
-    to_avro_dict,
-    without_events,
-)
+from processor.state.codec import decode_state, encode_state, to_avro_dict, without_events
+from processor.state.model import State, StoredEvent
 from tests.state_strategies import BOUNDARIES, states
 
 PROPERTY = settings(

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from processor.synthetic import KINDS, Generator, Mix, SyntheticRecord, rfc3339_ms
+from processor.dev.synthetic import KINDS, Generator, Mix, SyntheticRecord, rfc3339_ms
 
 RFC3339_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 ENVELOPE_MEMBERS = {"entityType", "operation", "id", "observedAt", "correlationId", "instance"}

@@ -1,128 +1,17 @@
-"""Per-instance last-event state (DESIGN §6), its Avro changelog encoding, the in-memory store.
+"""The changelog value: a `State` as Avro binary of `schemas/state-record.avsc`.
 
-The changelog value is Avro binary of `schemas/state-record.avsc`. It is written once per
-changed key per batch and read once per restored key that sees traffic, so it has its own
-encoder and decoder for this one schema (fastavro costs ~40 µs a call here; these a few µs);
-tests check both directions byte for byte against fastavro.
+It is written once per changed key per batch and read once per restored key that sees
+traffic, so it has its own encoder and decoder for this one schema (fastavro costs ~40 µs a
+call here; these a few µs); tests check both directions byte for byte against fastavro.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
+from processor.state.model import State, StoredEvent
 
 _SMALL = [bytes([n]) for n in range(128)]
-
-
-class StoredEvent:
-    """One emitted event as the domain API serves it.
-
-    Its structured-mode CloudEvent JSON is built on first use from the produced headers and
-    value: only a key's newest state per batch is ever encoded, so most events never need it.
-    """
-
-    __slots__ = ("_cloudevent", "_parts", "id", "time", "topic", "type")
-
-    def __init__(
-        self,
-        id: str,
-        type: str,
-        time: str,
-        topic: str,
-        cloudevent: str | bytes | None = None,
-        parts: tuple[list[tuple[str, bytes | None]], bytes] | None = None,
-    ) -> None:
-        self.id = id
-        self.type = type
-        self.time = time
-        self.topic = topic
-        self._cloudevent = cloudevent.encode() if isinstance(cloudevent, str) else cloudevent
-        self._parts = parts
-
-    @property
-    def cloudevent_bytes(self) -> bytes:
-        if self._cloudevent is None:
-            assert self._parts is not None
-            self._cloudevent = structured_cloudevent(*self._parts)
-            self._parts = None
-        return self._cloudevent
-
-    def value_bytes(self) -> bytes:
-        """The event's own JSON (the `data`), or its whole stored form once built."""
-        if self._parts is not None:
-            return self._parts[1]
-        assert self._cloudevent is not None
-        return self._cloudevent
-
-    def size_hint(self) -> int:
-        """Bytes this event takes in a state record (an upper bound before it is built)."""
-        if self._cloudevent is not None:
-            return len(self._cloudevent) + 200
-        assert self._parts is not None
-        headers, value = self._parts
-        return len(value) + sum(len(k) + len(v or b"") + 6 for k, v in headers) + 200
-
-    @property
-    def cloudevent(self) -> str:
-        return self.cloudevent_bytes.decode()
-
-    def _key(self) -> tuple[str, str, str, str, bytes]:
-        return (self.id, self.type, self.time, self.topic, self.cloudevent_bytes)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, StoredEvent) and self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return f"StoredEvent(id={self.id!r}, type={self.type!r}, time={self.time!r})"
-
-
-class _AttributeNames(dict[str, str | None]):
-    """Header name -> structured-mode attribute name (None: not a CloudEvents attribute)."""
-
-    def __missing__(self, header: str) -> str | None:
-        name = header[3:] if header.startswith("ce_") else None
-        if header == "content-type":
-            name = "datacontenttype"
-        if len(self) < 1024:
-            self[header] = name
-        return name
-
-
-_ATTRIBUTE = _AttributeNames()
-
-
-def structured_cloudevent(headers: list[tuple[str, bytes | None]], value: bytes) -> bytes:
-    """A binary-mode event (headers + value) as a structured-mode CloudEvent (JSON)."""
-    attrs: dict[str, str] = {}
-    names = _ATTRIBUTE
-    for header, raw in headers:
-        name = names[header]
-        if name is not None:
-            attrs[name] = "" if raw is None else raw.decode("utf-8", "replace")
-    return b"".join((orjson.dumps(attrs)[:-1], b',"data":', value, b"}"))
-
-
-@dataclass(slots=True)
-class State:
-    entity_type: str
-    version: int
-    hash: bytes
-    attr_names: str  # NUL-separated top-level public attribute names
-    attr_digests: bytes  # 8 bytes per name
-    deleted: bool
-    observed_at: int
-    offset: int
-    href: str | None
-    at_type: str | None
-    last_event_id: str | None
-    last_event_type: str | None
-    last_event_time: str | None
-    events: tuple[StoredEvent, ...] = field(default=())
 
 
 # -- encoding ---------------------------------------------------------------------------------
@@ -149,7 +38,7 @@ def _str(s: str) -> bytes:
     return _bytes(s.encode())
 
 
-def _opt(s: str | None) -> bytes:
+def opt(s: str | None) -> bytes:
     return b"\x00" if s is None else b"\x02" + _str(s)
 
 
@@ -197,11 +86,11 @@ def encode_state(state: State) -> bytes:
         b"\x01" if state.deleted else b"\x00",
         _long(state.observed_at),
         _long(state.offset),
-        _opt(state.href),
+        opt(state.href),
         _shared_opt(state.at_type),
-        _opt(state.last_event_id),
+        opt(state.last_event_id),
         _shared_opt(state.last_event_type),
-        _opt(state.last_event_time),
+        opt(state.last_event_time),
     )
     return b"".join(parts)
 
@@ -226,7 +115,7 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-class _Reader:
+class Reader:
     __slots__ = ("data", "pos")
 
     def __init__(self, data: bytes) -> None:
@@ -283,7 +172,7 @@ StateFields = tuple[
 ]
 
 
-def _read_events(r: _Reader, keep: bool) -> tuple[StoredEvent, ...]:
+def _read_events(r: Reader, keep: bool) -> tuple[StoredEvent, ...]:
     events: list[StoredEvent] = []
     count = r.long()
     while count != 0:
@@ -302,7 +191,7 @@ def _read_events(r: _Reader, keep: bool) -> tuple[StoredEvent, ...]:
     return tuple(events)
 
 
-def _read_fields(r: _Reader) -> StateFields:
+def _read_fields(r: Reader) -> StateFields:
     """The fields after the events; read inline (this runs for every restored record)."""
     data = r.data
     read = _varint
@@ -364,7 +253,7 @@ def _read_fields(r: _Reader) -> StateFields:
 
 def decode_state(data: bytes) -> State:
     try:
-        r = _Reader(data)
+        r = Reader(data)
         events = _read_events(r, keep=True)
         return State(*_read_fields(r), events=events)
     except (IndexError, UnicodeDecodeError) as exc:
@@ -374,7 +263,7 @@ def decode_state(data: bytes) -> State:
 def decode_fields(data: bytes) -> StateFields:
     """The fields of a whole record, its events skipped, without building a State."""
     try:
-        r = _Reader(data)
+        r = Reader(data)
         _read_events(r, keep=False)
         fields = _read_fields(r)
     except (IndexError, UnicodeDecodeError) as exc:
@@ -387,7 +276,7 @@ def decode_fields(data: bytes) -> StateFields:
 def without_events(data: bytes) -> bytes:
     """The same record with an empty event list: what the processor keeps in memory when it
     keeps no history (events are only ever written, never read back, at history 1)."""
-    r = _Reader(data)
+    r = Reader(data)
     try:
         count = r.long()
         if count == 0:

@@ -30,10 +30,7 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from processor.state import State
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +61,8 @@ class Witness:
 class Snapshot:
     offset: int  # the changelog offset the entries cover (everything below it)
     witness: Witness
-    entries: dict[str, State | bytes]  # bytes only; typed as the store's entries
-    profiles: dict[bytes, Any]  # the interned profiles packed entries name (processor/compact)
+    entries: dict[str, bytes]  # in the store's form
+    profiles: dict[bytes, Any]  # the profiles packed entries name (processor/state/packed.py)
 
 
 class Snapshots:

@@ -1,11 +1,11 @@
 """`tmf-events load`: produce synthetic change records into Kafka at a given rate.
 
 This is the edge: it reads the wall clock (token bucket, progress, elapsed time) and talks to
-Kafka. The records themselves come from the pure `processor.synthetic.Generator`.
+Kafka. The records themselves come from the pure `processor.dev.synthetic.Generator`.
 
-The producer is keyed by instance id with `partitioner=murmur2_random` (the partitioning of
-Java producers, so the upstream layout of DESIGN §2 is reproduced), idempotent, with a short
-linger. Each record's Kafka timestamp is its `timestamp_ms` (the generator's clock).
+The producer is keyed by instance id with `partitioner=murmur2_random` (the partitioning of Java
+producers, so the upstream layout of docs/design.md#input-change-records is reproduced), idempotent,
+with a short linger. Each record's Kafka timestamp is its `timestamp_ms` (the generator's clock).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from processor.synthetic import Generator
+from processor.dev.synthetic import Generator
 
 __all__ = ["LoadReport", "TokenBucket", "produce_load"]
 

@@ -1,16 +1,17 @@
 """Generate every file under `schemas/` from this one source.
 
-    python -m processor.schemagen            # (re)write the files
-    python -m processor.schemagen --check    # exit 1 and list the files that differ
-    python -m processor.schemagen --out DIR  # another target folder
+    python -m processor.dev.schemagen            # (re)write the files
+    python -m processor.dev.schemagen --check    # exit 1 and list the files that differ
+    python -m processor.dev.schemagen --out DIR  # another target folder
 
 Output: JSON with 2-space indent, members in the order written here (not sorted: the event
 schemas list the envelope members in the order the processor renders them), UTF-8, one
 trailing newline. Files under the target folder that look generated (`*.schema.json`,
 `*.avsc`) but are no longer produced are removed on write and reported by `--check`.
 
-What the files say is DESIGN §2 (input), §4 (events) and §6 (state); TMF facts (enums,
-spellings such as v4's `timeOcurred`) follow the reference notes on TMF638/TMF639.
+What the files say is docs/design.md#input-change-records (input),
+docs/design.md#output-tmf-events-as-cloudevents (events) and docs/state.md (state); TMF
+facts (enums, spellings such as v4's `timeOcurred`) follow the TMF638/TMF639 specifications.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ from typing import Any
 
 from processor.schemas import (
     EVENT_NAMES,
-    TMF_API,
     event_schema_id,
     event_schema_relpath,
     schema_dir,
 )
+from processor.tmf import ENTITY_NAME, TMF_API
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 CHANGE_RECORD_SCHEMA_ID = "urn:tmf-events:schema:change-record"
@@ -40,8 +41,8 @@ Schema = dict[str, Any]
 # Building blocks
 # ---------------------------------------------------------------------------------------------
 
-#: RFC 3339 UTC with exactly three fraction digits and `Z` (DESIGN §5), e.g.
-#: `2025-01-01T10:00:00.123Z`.
+#: RFC 3339 UTC with exactly three fraction digits and `Z`
+#: (docs/design.md#identity-and-determinism), e.g. `2025-01-01T10:00:00.123Z`.
 EVENT_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
 #: A UUIDv7 in canonical lower-case form (version nibble 7, RFC 9562 variant).
 UUID7_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
@@ -71,7 +72,7 @@ SERVICE_OPERATING_STATUS = [
     "unknown",
 ]
 
-#: Resource state enums per profile (reference §2.2). `None` marks a field typed otherwise.
+#: Resource state enums per profile (TMF639 v4 and v5). `None` marks a field typed otherwise.
 RESOURCE_STATES: dict[str, dict[str, list[str]]] = {
     "v4": {
         "resourceStatus": ["standby", "alarm", "available", "reserved", "unknown", "suspended"],
@@ -110,7 +111,6 @@ RESOURCE_STATES: dict[str, dict[str, list[str]]] = {
 }
 RESOURCE_V5_ALARM_STATUS = ["underRepair", "critical", "major", "minor", "alarmOutstanding"]
 
-ENTITY_TITLE = {"service": "Service", "resource": "Resource"}
 API_TITLE = {"service": "TMF638 Service Inventory", "resource": "TMF639 Resource Inventory"}
 
 
@@ -128,7 +128,7 @@ def _nullable_enum(values: list[str], description: str) -> Schema:
 
 def _event_kind(event_name: str) -> str:
     """`ServiceAttributeValueChangeEvent` -> `AttributeValueChange`."""
-    for prefix in ENTITY_TITLE.values():
+    for prefix in ENTITY_NAME.values():
         if event_name.startswith(prefix):
             return event_name[len(prefix) : -len("Event")]
     raise ValueError(event_name)
@@ -140,7 +140,7 @@ def _event_kind(event_name: str) -> str:
 
 
 def _identity_properties(entity_type: str, tmf_version: str) -> Schema:
-    entity = ENTITY_TITLE[entity_type]
+    entity = ENTITY_NAME[entity_type]
     type_doc = f"class of the instance, `{entity}` unless the instance names a subclass"
     if tmf_version == "v4":
         type_doc += " (optional in v4)"
@@ -189,7 +189,7 @@ def _entity_properties(entity_type: str, tmf_version: str) -> Schema:
 
 
 def _payload_schema(entity_type: str, tmf_version: str, event_name: str) -> Schema:
-    entity = ENTITY_TITLE[entity_type]
+    entity = ENTITY_NAME[entity_type]
     kind = _event_kind(event_name)
     required = ["id", "@type"] if tmf_version == "v5" else ["id"]
     if kind == "Delete":
@@ -229,7 +229,7 @@ def _timestamp(description: str) -> Schema:
 
 def event_schema(entity_type: str, tmf_version: str, event_name: str) -> Schema:
     """The JSON Schema of one TMF event value, as the processor renders it."""
-    entity = ENTITY_TITLE[entity_type]
+    entity = ENTITY_NAME[entity_type]
     api = TMF_API[entity_type]
     kind = _event_kind(event_name)
     v5 = tmf_version == "v5"
@@ -334,7 +334,7 @@ def event_schema(entity_type: str, tmf_version: str, event_name: str) -> Schema:
 
 
 def change_record_json_schema() -> Schema:
-    """The input change-record envelope (DESIGN §2), JSON flavour."""
+    """The input change-record envelope (docs/design.md#input-change-records), JSON flavour."""
     return {
         "$schema": JSON_SCHEMA_DIALECT,
         "$id": CHANGE_RECORD_SCHEMA_ID,
@@ -412,7 +412,7 @@ def change_record_avro_schema() -> Schema:
 
 
 def state_record_avro_schema() -> Schema:
-    """The per-key state on the changelog topic (DESIGN §6)."""
+    """The per-key state on the changelog topic (docs/state.md)."""
     stored_event = {
         "type": "record",
         "name": "StoredEvent",
@@ -558,7 +558,7 @@ def write(out_dir: Path) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m processor.schemagen",
+        prog="python -m processor.dev.schemagen",
         description="Generate the JSON Schema and Avro files under schemas/.",
     )
     parser.add_argument(
@@ -577,7 +577,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"differs: {out_dir / rel}")
         if changed:
             print(
-                f"{len(changed)} schema file(s) out of date; run `python -m processor.schemagen`",
+                f"{len(changed)} schema file(s) out of date; run `make schemas`",
                 file=sys.stderr,
             )
             return 1

@@ -1,4 +1,5 @@
-"""Deterministic synthetic change records (DESIGN §2) for load tests, benchmarks and tests.
+"""Deterministic synthetic change records (docs/design.md#input-change-records) for load tests,
+benchmarks and tests.
 
 Pure: one seeded `random.Random`, no wall clock, no global state. The same arguments and the
 same sequence of `records()` calls give the same bytes on every run and every machine.

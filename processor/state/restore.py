@@ -1,9 +1,9 @@
-"""Restoring a partition's state from the compacted changelog (DESIGN §6).
+"""Restoring a partition's state from the compacted changelog (docs/state.md).
 
 Restoration runs in steps on the loop's thread, interleaved with polling, so a rebalance
 in the middle of it is handled like any other: revoked partitions are simply cancelled.
 Values stay encoded until their key is first used, which keeps restoring fast. With
-`state_dir` set, a partition starts from its local snapshot (processor/snapshot.py) and
+`state_dir` set, a partition starts from its local snapshot (processor/state/snapshot.py) and
 replays only the changelog written after it.
 """
 
@@ -15,11 +15,10 @@ import time
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from processor import clients
-from processor.compact import PROFILES
 from processor.config import Settings
 from processor.metrics import Metrics
-from processor.snapshot import Snapshots, Witness, value_digest
-from processor.store import StateStore
+from processor.state.snapshot import Snapshots, Witness, value_digest
+from processor.state.store import StateStore
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ class Restorer:
             self.store.drop(p)
             self.active[p] = (time.monotonic(), 0)
             snapshot = self.snapshots.load(p) if self.snapshots is not None else None
-            if snapshot is not None and not PROFILES.merge(snapshot.profiles):
+            if snapshot is not None and not self.store.form.profiles.merge(snapshot.profiles):
                 log.warning("partition %d: the snapshot's profiles conflict; not used", p)
                 snapshot = None
             if snapshot is None:
@@ -93,7 +92,7 @@ class Restorer:
             return []
         done: list[int] = []
         counts: dict[int, int] = {}
-        put_raw = self.store.put_raw
+        put = self.store.put_changelog
         rewound: set[int] = set()  # what is left of this chunk predates the seek
         for msg in self.consumer.consume(_STEP_RECORDS, timeout):
             p = msg.partition() or 0
@@ -118,7 +117,7 @@ class Restorer:
                     rewound.add(p)
                     continue
                 del self.verifying[p]
-            put_raw(p, key.decode(), msg.value())
+            put(p, key.decode(), msg.value())
             counts[p] = counts.get(p, 0) + 1
         total = 0
         for p, n in counts.items():
@@ -158,7 +157,7 @@ class Restorer:
                         continue
                     end, witness = found
                     written = self.snapshots.save(
-                        p, end, witness, self.store.encoded(p), PROFILES.export()
+                        p, end, witness, self.store.entries(p), self.store.form.profiles.export()
                     )
                 except (KafkaException, OSError, ValueError) as exc:
                     log.warning("partition %d: no snapshot written (%s)", p, exc)

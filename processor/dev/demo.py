@@ -15,8 +15,8 @@ from rich.table import Table
 
 from processor import clients
 from processor.config import Settings
-from processor.core import Core
 from processor.records import InputRecord
+from processor.task import new_task
 from processor.timefmt import format_ms
 
 SVC = "/tmf-api/serviceInventory/v4/service/"
@@ -158,15 +158,11 @@ def demo_settings(bootstrap: str) -> Settings:
 
 def expected_messages(settings: Settings, history: list[tuple[str, bytes | None, int]]) -> int:
     """How many messages the processor will emit: replay the history through the core."""
-    core = Core(settings)
-    states: dict[str, Any] = {}
+    task = new_task(settings)
     count = 0
     for offset, (key, value, ts) in enumerate(history):
         record = InputRecord(settings.input_topic, 0, offset, ts, key.encode(), value, [])
-        result = core.process(record, lambda _p, k: states.get(k))
-        count += len(result.messages)
-        if result.state is not None and result.key is not None:
-            states[result.key] = result.state
+        count += len(task.process(record).messages)
     return count
 
 
@@ -175,7 +171,7 @@ def _broker(bootstrap: str | None, console: Console) -> Iterator[str]:
     if bootstrap:
         yield bootstrap
         return
-    from processor.broker import EmbeddedBroker
+    from processor.dev.broker import EmbeddedBroker
 
     with console.status("starting the embedded broker"), EmbeddedBroker() as broker:
         address = broker.start()

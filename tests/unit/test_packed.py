@@ -1,4 +1,4 @@
-"""The compact in-memory form of state records (`processor.compact`) and the store using it."""
+"""The packed in-memory form of states (`processor.state.packed`) and the store using it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from processor.compact import MARK, Profiles, pack, pack_avro, unpack
-from processor.state import State, StoredEvent, encode_state, without_events
-from processor.store import StateStore
+from processor.state.codec import encode_state, without_events
+from processor.state.model import State, StoredEvent
+from processor.state.packed import MARK, Profiles, pack, pack_changelog, unpack
+from processor.state.store import StateStore
 from tests.state_strategies import states
 
 PROPERTY = settings(
@@ -20,6 +21,7 @@ PROPERTY = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
+P = Profiles()
 KEY = "7b0c4a9e-3f5d-4c1e-9a2b-6d8e0f1a2b3c"
 
 
@@ -45,13 +47,13 @@ def _typical(**changes: object) -> State:
 @PROPERTY
 @given(states, st.sampled_from([KEY, "", "a", "Ä-key"]))
 def test_pack_unpack_gives_back_the_state_without_its_events(state: State, key: str) -> None:
-    assert unpack(key, pack(key, state)) == replace(state, events=())
+    assert unpack(key, pack(key, state, P), P) == replace(state, events=())
 
 
 @PROPERTY
 @given(states)
 def test_packing_a_changelog_value_equals_packing_its_state(state: State) -> None:
-    assert pack_avro(KEY, encode_state(state)) == pack(KEY, replace(state, events=()))
+    assert pack_changelog(KEY, encode_state(state), P) == pack(KEY, replace(state, events=()), P)
 
 
 @pytest.mark.parametrize(
@@ -71,15 +73,15 @@ def test_packing_a_changelog_value_equals_packing_its_state(state: State) -> Non
 )
 def test_every_field_comes_back_exactly(changes: dict[str, object]) -> None:
     state = _typical(**changes)
-    packed = pack(KEY, state)
+    packed = pack(KEY, state, P)
     assert packed[0] == MARK
-    assert unpack(KEY, packed) == state
+    assert unpack(KEY, packed, P) == state
 
 
 def test_a_typical_record_packs_to_a_fraction_of_its_slim_avro() -> None:
     state = _typical()
     slim = without_events(encode_state(state))
-    packed = pack(KEY, state)
+    packed = pack(KEY, state, P)
     assert len(packed) * 3 < len(slim), (len(packed), len(slim))
 
 
@@ -90,19 +92,19 @@ def test_a_typical_record_packs_to_a_fraction_of_its_slim_avro() -> None:
 def test_every_truncation_of_a_packed_record_raises_value_error(
     changes: dict[str, object],
 ) -> None:
-    packed = pack(KEY, _typical(**changes))
+    packed = pack(KEY, _typical(**changes), P)
     for cut in range(len(packed)):
         with pytest.raises(ValueError):
-            unpack(KEY, packed[:cut])
+            unpack(KEY, packed[:cut], P)
     with pytest.raises(ValueError):
-        unpack(KEY, b"\x00" + packed[1:])
+        unpack(KEY, b"\x00" + packed[1:], P)
 
 
 def test_what_the_fixed_header_cannot_hold_is_kept_as_avro() -> None:
     state = _typical(hash=bytes(300), attr_digests=bytes(70_000))
-    packed = pack(KEY, state)
-    assert unpack(KEY, packed) == state
-    assert pack_avro(KEY, encode_state(state)) == packed
+    packed = pack(KEY, state, P)
+    assert unpack(KEY, packed, P) == state
+    assert pack_changelog(KEY, encode_state(state), P) == packed
 
 
 @PROPERTY
@@ -111,7 +113,7 @@ def test_corrupt_changelog_values_fail_with_value_error_only(state: State) -> No
     encoded = encode_state(state)
     for cut in range(0, len(encoded), 7):
         try:
-            pack_avro(KEY, encoded[:cut])
+            pack_changelog(KEY, encoded[:cut], P)
         except ValueError:
             continue
 
@@ -143,14 +145,14 @@ def test_the_store_packs_at_history_1_and_keeps_avro_otherwise() -> None:
     state = replace(_typical(), events=(StoredEvent("e1", "T", "t", "topic", "{}"),))
     encoded = encode_state(state)
     slim = StateStore(keep_events=False)
-    slim.put(0, KEY, state, encoded)
-    slim.put_raw(0, "other", encoded)
-    assert all(v[0] == MARK for v in slim.encoded(0).values())  # type: ignore[index]
-    assert slim.get(0, KEY) == replace(state, events=())
-    assert slim.get(0, "other") == replace(state, events=(), href=state.href)
+    slim.put(0, KEY, slim.form.store(KEY, state, encoded))
+    slim.put_changelog(0, "other", encoded)
+    assert all(v[0] == MARK for v in slim.entries(0).values())
+    assert slim.state(0, KEY) == replace(state, events=())
+    assert slim.state(0, "other") == replace(state, events=(), href=state.href)
     full = StateStore(keep_events=True)
-    full.put(0, KEY, state, encoded)
-    assert full.encoded(0) == {KEY: encoded}
-    assert full.get(0, KEY) == state
-    full.put_raw(0, KEY, None)
+    full.put(0, KEY, full.form.store(KEY, state, encoded))
+    assert full.entries(0) == {KEY: encoded}
+    assert full.state(0, KEY) == state
+    full.put_changelog(0, KEY, None)
     assert full.get(0, KEY) is None

@@ -1,10 +1,12 @@
-"""A compact in-memory form of a state record (no events), for the store at `history` 1.
+"""The packed form of a state (no events): how the store keeps it at `history` 1.
 
-The slim Avro record (~325 B) repeats per key what most keys share: the top-level attribute
-names of the instance's shape, the href prefix before the id, the entity, `@type` and last
-event type. Those go into one interned *profile* named by a 4-byte content hash; the href
-keeps only whether it is `<prefix><key>`; the event id and time are packed to 16 bytes and
-a varint (or nothing, when the time is the observedAt). What is left is ~70 B a key.
+The changelog value without its events (~325 B for a typical instance) repeats per key what
+most keys share: the top-level attribute names of the instance's shape, the href prefix
+before the id, the entity, `@type` and last event type. Those go into one interned *profile*
+named by a 4-byte content hash; the href keeps only whether it is `<prefix><key>`; the event
+id is packed to 16 bytes and the time to 8 (or nothing, when it is the observedAt). What is
+left is ~90 B a key for an instance of ~10 top-level members (the header, the 16-byte hash,
+4 bytes per member, the profile id and the event id).
 
 Every packed field round-trips exactly: whatever does not fit a packed form (an href that
 does not end in the key, an upper-case UUID, a time not in the canonical form, a profile
@@ -17,15 +19,15 @@ import hashlib
 import struct
 import threading
 
-from processor.state import (
-    State,
+from processor.state.codec import (
+    Reader,
     StateFields,
-    _opt,
-    _Reader,
     decode_fields,
     decode_state,
     encode_state,
+    opt,
 )
+from processor.state.model import State
 from processor.timefmt import InvalidTimestampError, format_ms, parse_ms
 
 MARK = 0x01  # first byte: a format version, and a check against being fed Avro
@@ -45,7 +47,7 @@ _MAX_PROFILES = 100_000
 
 
 class Profiles:
-    """Process-wide interned profiles, by a 4-byte hash of their content.
+    """A store's interned profiles, by a 4-byte hash of their content.
 
     Content-addressed ids need no coordination: a snapshot written by one process can be
     read by another, as long as its table merges without a conflicting id.
@@ -54,7 +56,7 @@ class Profiles:
     def __init__(self) -> None:
         self.by_id: dict[bytes, Profile] = {}
         self.ids: dict[Profile, bytes] = {}
-        self.lock = threading.Lock()  # processors in threads of one process share the table
+        self.lock = threading.Lock()  # snapshots export it while the loop interns
 
     def intern(self, profile: Profile) -> bytes | None:
         found = self.ids.get(profile)
@@ -89,18 +91,15 @@ class Profiles:
         return True
 
 
-PROFILES = Profiles()
-
-
 def _profile_bytes(profile: Profile) -> bytes:
-    return b"".join(_opt(part) for part in profile)
+    return b"".join(opt(part) for part in profile)
 
 
 _HEAD = struct.Struct("<BBqqqBH")  # mark, flags, version, observed_at, offset, hash/digest sizes
 _TIME = struct.Struct("<q")
 
 
-def pack(key: str, state: State) -> bytes:
+def pack(key: str, state: State, profiles: Profiles) -> bytes:
     return _pack(
         key,
         (
@@ -118,10 +117,11 @@ def pack(key: str, state: State) -> bytes:
             state.last_event_type,
             state.last_event_time,
         ),
+        profiles,
     )
 
 
-def _pack(key: str, fields: StateFields) -> bytes:
+def _pack(key: str, fields: StateFields, profiles: Profiles) -> bytes:
     (
         entity_type,
         version,
@@ -143,7 +143,7 @@ def _pack(key: str, fields: StateFields) -> bytes:
         prefix = href[: len(href) - len(key)]
         flags |= _HREF_KEYED
     profile = (entity_type, attr_names, at_type, event_type, prefix)
-    pid = PROFILES.intern(profile)
+    pid = profiles.intern(profile)
     tail: list[bytes] = []
     if pid is None:
         flags |= _PROFILE_INLINE
@@ -151,13 +151,13 @@ def _pack(key: str, fields: StateFields) -> bytes:
     else:
         tail.append(pid)
     if not flags & _HREF_KEYED:
-        tail.append(_opt(href))
+        tail.append(opt(href))
     raw = _uuid_bytes(event_id) if event_id is not None else None
     if raw is not None:
         flags |= _ID_PACKED
         tail.append(raw)
     else:
-        tail.append(_opt(event_id))
+        tail.append(opt(event_id))
     if time is not None and time == _format_or_none(observed_at):
         flags |= _TIME_OBSERVED
     else:
@@ -166,7 +166,7 @@ def _pack(key: str, fields: StateFields) -> bytes:
             flags |= _TIME_PACKED
             tail.append(_TIME.pack(ms))
         else:
-            tail.append(_opt(time))
+            tail.append(opt(time))
     try:
         head = _HEAD.pack(MARK, flags, version, observed_at, offset, len(hash_), len(digests))
     except struct.error:  # sizes or numbers beyond the fixed header: the Avro form
@@ -174,12 +174,12 @@ def _pack(key: str, fields: StateFields) -> bytes:
     return b"".join((head, hash_, digests, *tail))
 
 
-def pack_avro(key: str, data: bytes) -> bytes:
+def pack_changelog(key: str, data: bytes, profiles: Profiles) -> bytes:
     """Pack a changelog value (its events, if any, are dropped) without building a State."""
-    return _pack(key, decode_fields(data))
+    return _pack(key, decode_fields(data), profiles)
 
 
-def unpack(key: str, data: bytes) -> State:
+def unpack(key: str, data: bytes, profiles: Profiles) -> State:
     try:
         mark, flags, version, observed_at, offset, hash_len, digests_len = _HEAD.unpack_from(data)
     except struct.error:
@@ -198,7 +198,7 @@ def unpack(key: str, data: bytes) -> State:
         pos += digests_len
         if len(digests) != digests_len:
             raise IndexError("truncated")
-        r = _Reader(data)
+        r = Reader(data)
         if flags & _PROFILE_INLINE:
             r.pos = pos
             entity_type = r.opt()
@@ -208,7 +208,7 @@ def unpack(key: str, data: bytes) -> State:
             profile: Profile = (entity_type, attr_names, r.opt(), r.opt(), r.opt())
             pos = r.pos
         else:
-            profile = PROFILES.by_id[data[pos : pos + 4]]
+            profile = profiles.by_id[data[pos : pos + 4]]
             pos += 4
         entity_type, attr_names, at_type, last_event_type, prefix = profile
         if flags & _HREF_KEYED:
