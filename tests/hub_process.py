@@ -14,7 +14,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from processor.broker import death_signal_preexec, free_port
+from processor.dev.broker import death_signal_preexec, free_port
 from tests.kafka_helpers import wait_until
 from tests.processes import REPO, cli_env
 

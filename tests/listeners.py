@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Self
 
-from processor.broker import free_port
+from processor.dev.broker import free_port
 
 
 @dataclass(frozen=True)

@@ -26,16 +26,12 @@ from dataclasses import dataclass
 from processor.hub.callbacks import AllowedHosts, Callback, CallbackError, Resolver
 from processor.hub.callbacks import allowed_addresses as checked_addresses
 from processor.metrics import package_version
+from processor.tmf import listener_name
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 USER_AGENT = f"tmf-events-hub/{package_version()}"
 # Bytes CloudEvents' HTTP binding lets through unencoded: printable ASCII but space, '"', '%'.
 _PLAIN = frozenset(range(0x21, 0x7F)) - {0x22, 0x25}
-
-
-def listener_name(event_type: str) -> str:
-    """`ServiceStateChangeEvent` -> `serviceStateChangeEvent` (the TMF listener operation)."""
-    return event_type[:1].lower() + event_type[1:]
 
 
 def listener_path(callback: Callback, event_type: str) -> str:

@@ -37,10 +37,10 @@ from processor.hub.model import Position, Subscription
 from processor.hub.query import QueryError, parse_query
 from processor.hub.store import HubStore
 from processor.schemas import event_names, schema_dir
+from processor.tmf import API_NAME
 
 log = logging.getLogger(__name__)
 
-API_NAMES = {"service": "serviceInventoryManagement", "resource": "resourceInventoryManagement"}
 #: The schema a request body must satisfy, and the one answers satisfy, per API version.
 INPUT_SCHEMA = {"v4": "EventSubscriptionInput", "v5": "Hub_FVO"}
 OUTPUT_SCHEMA = {"v4": "EventSubscription", "v5": "Hub"}
@@ -56,7 +56,7 @@ class Api:
 def hub_apis(settings: Settings) -> list[Api]:
     versions = ["v4"] if settings.tmf_version == "v4" else ["v4", "v5"]
     return [
-        Api(entity, version, f"/tmf-api/{API_NAMES[entity]}/{version}")
+        Api(entity, version, f"/tmf-api/{API_NAME[entity]}/{version}")
         for entity in settings.entity_types
         for version in versions
     ]

@@ -29,8 +29,8 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from processor.config import Settings
+from processor.dev.synthetic import rfc3339_ms
 from processor.hub.routes import schema_path
-from processor.synthetic import rfc3339_ms
 from processor.topics import ensure_topics
 from tests.hub_process import RESOURCE_HUB, SERVICE_HUB, HubProcess
 from tests.kafka_helpers import Broker, Record, consume_all, wait_until

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from processor.broker import free_port
+from processor.dev.broker import free_port
 from tests.processes import run_cli
 
 

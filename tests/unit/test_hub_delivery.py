@@ -14,10 +14,10 @@ from processor.hub.delivery import (
     Poster,
     header_value,
     http_headers,
-    listener_name,
     listener_path,
     signature,
 )
+from processor.tmf import listener_name
 from tests.listeners import Listener, Received
 
 LOCAL = parse_allowed_hosts(["127.0.0.0/8"])
