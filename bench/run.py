@@ -109,7 +109,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--skip",
         default="",
-        help="comma-separated steps to leave out: passthrough,tmf,quix,latency,profile,restart",
+        help="steps to leave out (comma-separated): passthrough,floor,tmf,quix,latency,profile,"
+        "restart",
     )
     p.add_argument(
         "--quix-python",
@@ -129,7 +130,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.latency_low is None:
         args.latency_low = 0.0 if args.quick else 0.25
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    unknown = args.skip - {"passthrough", "tmf", "quix", "latency", "profile", "restart"}
+    unknown = args.skip - {"passthrough", "floor", "tmf", "quix", "latency", "profile", "restart"}
     if unknown:
         p.error(f"unknown steps in --skip: {', '.join(sorted(unknown))}")
     extra: dict[str, Any] = {}
@@ -341,6 +342,11 @@ class Bench:
             {"output_topic": out},
         )  # fmt: skip
 
+    def floor(self) -> dict[str, Any]:
+        app_id = f"{self.run_id}-floor"
+        topics = self.tmf_topics(app_id, self.input_topic)
+        return self.throughput("floor", sys.executable, "floor", app_id, topics)
+
     def tmf(self) -> dict[str, Any]:
         app_id = f"{self.run_id}-tmf"
         topics = self.tmf_topics(app_id, self.input_topic)
@@ -405,6 +411,7 @@ class Bench:
             if "input" not in self.report["steps"]:
                 return self.report
             self.step("passthrough", self.passthrough)
+            self.step("floor", self.floor)
             self.step("tmf-events", self.tmf, skip_as="tmf")
             self.step("quix", self.quix)
             self.step("latency", lambda: latency(self))
