@@ -121,7 +121,7 @@ class TransactionalProducer:
         failed, self.delivery_error = self.delivery_error, None
         if failed is not None:
             if failed.fatal():
-                self._fail(f"delivery failed: {failed.str()}")
+                self.fail(f"delivery failed: {failed.str()}")
             raise AbortBatch(f"delivery failed: {failed.str()}")
         if remaining:
             raise AbortBatch(f"{remaining} messages not delivered within {TXN_TIMEOUT_S} s")
@@ -154,7 +154,7 @@ class TransactionalProducer:
         except (KafkaException, SystemError) as exc:
             err = error_of(exc)
             if _fatal(err):
-                self._fail(f"abort failed: {err.str()}")
+                self.fail(f"abort failed: {err.str()}")
             log.warning("abort did not complete (%s); starting a new producer", err.str())
             self.client.purge()
             self.client = self._new_client()
@@ -173,7 +173,7 @@ class TransactionalProducer:
 
     def _raise_for(self, err: KafkaError) -> NoReturn:
         if _fatal(err):
-            self._fail(f"producer fatal error (fenced?): {err.str()}")
+            self.fail(f"producer fatal error (fenced?): {err.str()}")
         if err.txn_requires_abort():
             raise AbortBatch(err.str())
         if err.code() == KafkaError._STATE and self.open:
@@ -181,9 +181,10 @@ class TransactionalProducer:
             raise AbortBatch(err.str())
         if err.retriable():
             raise AbortBatch(f"retriable: {err.str()}")
-        self._fail(f"producer error: {err.str()}")
+        self.fail(f"producer error: {err.str()}")
 
-    def _fail(self, message: str) -> NoReturn:
+    def fail(self, message: str) -> NoReturn:
+        """Never commit again; end the run with FatalError (exit 3)."""
         self.failed = True
         raise FatalError(message)
 
