@@ -145,7 +145,11 @@ class HttpServer:
                     self.close_connection = True
                     return Answer.of(problem(400, "Bad Request", "invalid Content-Length"))
                 if length > server.max_body_bytes:
-                    self.close_connection = True  # the body stays unread
+                    # Drained when modest, so the client reads the answer instead of a reset.
+                    if length <= 16 * server.max_body_bytes:
+                        self.rfile.read(length)
+                    else:
+                        self.close_connection = True
                     return Answer.of(
                         problem(
                             413,

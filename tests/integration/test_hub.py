@@ -507,7 +507,16 @@ def test_two_replicas_share_the_partitions_and_hand_them_over(stack: Stack, tmp_
             owned = [h.metric("tmf_events_hub_owned_partitions") for h in (stack.hub, second)]
             return sum(owned) == 4 and min(owned) > 0  # 2 topics x 2 partitions
 
-        wait_until(split, 60, 0.2, "the replicas did not split the partitions")
+        wait_until(
+            split,
+            90,
+            0.2,
+            lambda: (
+                "the replicas did not split the partitions; logs:\n"
+                + stack.hub.log()[-2000:]
+                + second.log()[-2000:]
+            ),
+        )
         stack.changes(history("two", services=4, resources=0))
         expected = [r for r in new_events(stack, before) if r.topic.endswith("service.events")]
         wait_delivered(stack, listener, expected)
