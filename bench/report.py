@@ -100,24 +100,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     console.print(table)
 
     for lat in (steps.get("latency"), steps.get("latency-low")):
-        if not lat:
-            continue
-        console.print(
-            f"latency at {lat['rate_achieved']:,.0f} records/s (target "
-            f"{lat['rate_target']:,.0f}: {lat['rate_basis']}), {lat['events_measured']:,} events "
-            f"after {lat['warmup_s']:g} s of warm-up: p50 {lat['p50_ms']:.0f} ms, "
-            f"p90 {lat['p90_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms"
-        )
-        tl = lat.get("timeline") or []
-        if len(tl) >= 4:
-            head, tail = tl[1 : 1 + len(tl) // 3], tl[-(len(tl) // 3) :]
-            rising = max(t["p50_ms"] for t in tail) > 2 * max(t["p50_ms"] for t in head)
-            console.print(
-                "  p50 per second of sending: "
-                + " ".join(f"{t['p50_ms']:.0f}" for t in tl)
-                + " ms"
-                + ("  [red](rising: the processor fell behind)[/]" if rising else "")
-            )
+        if lat:
+            print_latency(lat, steps.get("broker-hop"), report, console)
     rs = steps.get("restart")
     if rs:
         pf = rs["prefill"]
@@ -168,3 +152,39 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     )
     for name, err in report["errors"].items():
         console.print(f"[red]{name} failed:[/] {err}")
+
+
+def print_latency(
+    lat: dict[str, Any], hop: dict[str, Any] | None, report: dict[str, Any], console: Console
+) -> None:
+    console.print(
+        f"latency at {lat['rate_achieved']:,.0f} records/s (target "
+        f"{lat['rate_target']:,.0f}: {lat['rate_basis']}), {lat['events_measured']:,} events "
+        f"after {lat['warmup_s']:g} s of warm-up, send → readable: p50 {lat['p50_ms']:.0f} ms, "
+        f"p90 {lat['p90_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms, max {lat['max_ms']:.0f} ms"
+    )
+    e2c = lat.get("processor_event_to_commit") or {}
+    interval = report["options"]["commit_interval_ms"]
+    parts = [
+        f"batches of {lat['avg_batch_records'] or 0:,.0f} records every ≤ {interval} ms",
+        f"commit {lat['avg_commit_ms'] or 0:.0f} ms on average",
+        f"processor's event → commit p50 ≤ {e2c.get('p50_ms') or float('nan'):.0f} ms, "
+        f"p99 ≤ {e2c.get('p99_ms') or float('nan'):.0f} ms (histogram buckets)",
+    ]
+    if hop:
+        parts += [
+            f"one broker hop p50/p99 {h['p50_ms']:.0f}/{h['p99_ms']:.0f} ms for the {who}"
+            f" (fetch.wait.max.ms {h['fetch_wait_ms']})"
+            for who, h in hop["hops"].items()
+        ]
+    console.print("  where the time goes: " + "; ".join(parts))
+    tl = lat.get("timeline") or []
+    if len(tl) >= 4:
+        head, tail = tl[1 : 1 + len(tl) // 3], tl[-(len(tl) // 3) :]
+        rising = max(t["p50_ms"] for t in tail) > 2 * max(t["p50_ms"] for t in head)
+        console.print(
+            "  p50 per second of sending: "
+            + " ".join(f"{t['p50_ms']:.0f}" for t in tl)
+            + " ms"
+            + ("  [red](rising: the processor fell behind)[/]" if rising else "")
+        )

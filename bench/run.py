@@ -52,7 +52,7 @@ from bench.common import (
     loadavg,
     progress,
 )
-from bench.latency import latency
+from bench.latency import hops, latency
 from bench.profile import profile
 from bench.report import evaluate, outcome_counts, print_report
 from bench.restart import restart
@@ -415,6 +415,7 @@ class Bench:
             self.step("tmf-events", self.tmf, skip_as="tmf")
             self.step("quix", self.quix)
             self.step("latency", lambda: latency(self))
+            self.step("broker-hop", lambda: hops(self), skip_as="latency")
             if a.latency_low:
                 self.step("latency-low", lambda: latency(self, a.latency_low), skip_as="latency")
             self.step("profile", lambda: profile(self))

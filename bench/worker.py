@@ -2,8 +2,9 @@
 
     python bench/worker.py MODE 'JSON arguments'
 
-Modes: `passthrough`, `quix` (run from the Quix virtualenv), `tmf` (the real Processor) and
-`restart` (time to ready with a pre-filled changelog, then resident memory per key). The
+Modes: `passthrough`, `floor` (bench/peers/floor.py), `quix` (run from the Quix virtualenv),
+`tmf` (the real Processor), `restart` (time to ready with a pre-filled changelog, then
+resident memory per key), and the latency run's `send`, `read` and `hop` (bench/latency_io.py). The
 worker prints JSON lines on stdout: `{"event": "ready", ...}` when the processor is ready,
 `{"event": "first", ...}` at its first commit when asked (the profiler attaches then), and
 `{"event": "result", ...}` last. Everything else (logs) goes to stderr.
@@ -295,7 +296,37 @@ def run_restart_mode(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# -- the ends of the latency run (bench/latency_io.py) --------------------------------------
+
+
+def run_send_mode(args: dict[str, Any]) -> dict[str, Any]:
+    from bench.latency_io import send_paced
+    from processor import clients
+    from processor.config import Settings
+
+    settings = Settings(bootstrap_servers=args["bootstrap"], instance_id="bench")
+    return send_paced(args, clients.plain_producer(settings, "bench-send"))
+
+
+def run_read_mode(args: dict[str, Any]) -> dict[str, Any]:
+    from bench.latency_io import read_events
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
+    samples = Path(args["samples"])
+    return read_events(args["bootstrap"], args["topics"], args["kafka"], samples, stop, emit)
+
+
+def run_hop_mode(args: dict[str, Any]) -> dict[str, Any]:
+    from bench.latency_io import broker_hop
+
+    return broker_hop(args["bootstrap"], args["topic"], args["kafka"], args["fetch_wait_ms"])
+
+
 MODES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "send": run_send_mode,
+    "read": run_read_mode,
+    "hop": run_hop_mode,
     "passthrough": run_passthrough_mode,
     "floor": run_floor_mode,
     "quix": run_quix_mode,
