@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import orjson
+import uuid6
 from confluent_kafka import KafkaException
 
 from processor.config import Settings
@@ -198,7 +198,8 @@ class HubRoutes:
                 )
             )
         topic = self.settings.topic_for(api.entity_type)
-        sub_id = str(uuid.uuid4())
+        # Time-ordered ids: a listing of the hub topic reads in registration order.
+        sub_id = str(uuid6.uuid7())
         try:
             start = self.store.end_offsets(topic, self.partitions[topic])
             sub = Subscription(
