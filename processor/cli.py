@@ -153,6 +153,15 @@ def cmd_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hub(args: argparse.Namespace) -> int:
+    from processor.hub.service import run_hub
+    from processor.logs import setup_logging
+
+    settings = _settings(args)
+    setup_logging(settings.log_format, settings.log_level)
+    return run_hub(settings)
+
+
 def cmd_latest(args: argparse.Namespace) -> int:
     import json
     import urllib.error
@@ -265,6 +274,13 @@ def build_parser() -> argparse.ArgumentParser:
         "api", parents=[common, kafka], help="serve the latest events of instances over HTTP"
     )
     p.set_defaults(func=cmd_api)
+
+    p = sub.add_parser(
+        "hub",
+        parents=[common, kafka],
+        help="TMF notification hub: REST listeners register with POST /hub, get events POSTed",
+    )
+    p.set_defaults(func=cmd_hub)
 
     p = sub.add_parser("latest", parents=[common], help="print an instance's latest event")
     p.add_argument("id", help="instance id")

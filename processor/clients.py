@@ -25,95 +25,78 @@ def build(
     role: Role,
     client_id: str,
     defaults: Mapping[str, Any],
+    kept: Mapping[str, Any] | None = None,
     *,
     bootstrap: str | None = None,
 ) -> dict[str, Any]:
     """The configuration of one client: the tool's `defaults`, then the user's `kafka`
-    properties this role reads (user values win), then the connection."""
+    properties this role reads (user values win), then what the tool `kept` for itself
+    (its guarantees rest on those) and the connection."""
     conf: dict[str, Any] = dict(defaults)
     conf.update({k: v for k, v in settings.kafka.items() if role_reads(role, k)})
+    conf.update(kept or {})
     conf["bootstrap.servers"] = bootstrap or settings.bootstrap_servers
     conf["client.id"] = client_id
     conf["logger"] = KAFKA_LOGGER
     return conf
 
 
+# A read_committed consumer whose offsets move only inside transactions, or not at all.
+_NO_AUTO_COMMIT = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "isolation.level": "read_committed",
+}
+
+
 def processor_consumer(settings: Settings) -> dict[str, Any]:
     """The processor's input consumer: read_committed, offsets only through transactions."""
-    conf = build(
+    kept: dict[str, Any] = {"group.id": settings.app_id, **_NO_AUTO_COMMIT}
+    if settings.static_membership:
+        kept["group.instance.id"] = settings.instance_id
+    return build(
         settings,
         "consumer",
         f"{settings.app_id}-{settings.instance_id}",
-        {
-            "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": "cooperative-sticky",
-        },
+        {"auto.offset.reset": "earliest", "partition.assignment.strategy": "cooperative-sticky"},
+        kept,
     )
-    conf.update(
-        {
-            "group.id": settings.app_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "isolation.level": "read_committed",
-        }
-    )
-    if settings.static_membership:
-        conf["group.instance.id"] = settings.instance_id
-    return conf
 
 
 def transactional_producer(settings: Settings) -> dict[str, Any]:
     """The processor's one transactional producer (fences its predecessor by its id)."""
-    conf = build(
-        settings,
-        "producer",
-        f"{settings.app_id}-{settings.instance_id}",
-        {
-            "transaction.timeout.ms": 10000,
-            "linger.ms": 5,
-            # State records repeat their last event's JSON: lz4 halves what a restore reads.
-            "compression.type": "lz4",
-        },
-    )
-    conf.update(
-        {
-            "transactional.id": f"{settings.app_id}-{settings.instance_id}",
-            # Java's default partitioner: Java consumers co-partition by key.
-            "partitioner": "murmur2_random",
-            # Only failed deliveries call back: no per-message cost.
-            "delivery.report.only.error": True,
-        }
-    )
-    return conf
+    defaults = {
+        "transaction.timeout.ms": 10000,
+        "linger.ms": 5,
+        # State records repeat their last event's JSON: lz4 halves what a restore reads.
+        "compression.type": "lz4",
+    }
+    kept = {
+        "transactional.id": f"{settings.app_id}-{settings.instance_id}",
+        # Java's default partitioner: Java consumers co-partition by key.
+        "partitioner": "murmur2_random",
+        # Only failed deliveries call back: no per-message cost.
+        "delivery.report.only.error": True,
+    }
+    client_id = f"{settings.app_id}-{settings.instance_id}"
+    return build(settings, "producer", client_id, defaults, kept)
 
 
 def committed_reader(settings: Settings, purpose: str) -> dict[str, Any]:
     """An assign-mode, read_committed consumer that reads partitions to their end (restore,
     snapshots, the query API's follower, `tail`); it never commits offsets."""
-    conf = build(
-        settings,
-        "consumer",
-        f"{settings.app_id}-{settings.instance_id}-{purpose}",
-        {
-            "auto.offset.reset": "earliest",
-            "fetch.max.bytes": 64 * 1024 * 1024,
-            # Some Kafka-compatible brokers ignore fetch.max.bytes and answer with everything
-            # up to the end; the client must not reject (and endlessly re-fetch) that answer.
-            "receive.message.max.bytes": 2_147_483_647,
-            "max.partition.fetch.bytes": 16 * 1024 * 1024,
-        },
-    )
-    conf.update(
-        {
-            # Required by the client even in assign mode; never committed to.
-            "group.id": f"{settings.app_id}-{purpose}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-        }
-    )
-    return conf
+    defaults = {
+        "auto.offset.reset": "earliest",
+        "fetch.max.bytes": 64 * 1024 * 1024,
+        # Some Kafka-compatible brokers ignore fetch.max.bytes and answer with everything up
+        # to the end; the client must not reject (and endlessly re-fetch) that answer.
+        "receive.message.max.bytes": 2_147_483_647,
+        "max.partition.fetch.bytes": 16 * 1024 * 1024,
+    }
+    # The group id is required by the client even in assign mode; never committed to.
+    kept = {"group.id": f"{settings.app_id}-{purpose}", "enable.partition.eof": True}
+    client_id = f"{settings.app_id}-{settings.instance_id}-{purpose}"
+    return build(settings, "consumer", client_id, defaults, {**kept, **_NO_AUTO_COMMIT})
 
 
 def plain_producer(
@@ -121,20 +104,53 @@ def plain_producer(
 ) -> dict[str, Any]:
     """An idempotent, non-transactional producer keyed like the upstream systems (`load`,
     `demo`)."""
+    defaults = {
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 500_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+    }
+    kept = {"enable.idempotence": True, "partitioner": "murmur2_random"}
+    client_id = f"{settings.app_id}-{purpose}"
+    return build(settings, "producer", client_id, defaults, kept, bootstrap=bootstrap)
+
+
+def hub_member(settings: Settings) -> dict[str, Any]:
+    """A hub replica's membership in the hub's group on the output topics: it only learns
+    which output partitions this replica delivers from (it pauses them and reads nothing)."""
     conf = build(
         settings,
-        "producer",
-        f"{settings.app_id}-{purpose}",
-        {
-            "acks": "all",
-            "linger.ms": 5,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 500_000,
-            "queue.buffering.max.kbytes": 1_048_576,
-        },
-        bootstrap=bootstrap,
+        "consumer",
+        f"{settings.app_id}-hub-{settings.instance_id}",
+        {"partition.assignment.strategy": "cooperative-sticky"},
     )
-    conf.update({"enable.idempotence": True, "partitioner": "murmur2_random"})
+    conf.update(
+        {
+            "group.id": f"{settings.app_id}-hub",
+            # Positions live in the hub topic, per subscription.
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    if settings.static_membership:
+        conf["group.instance.id"] = f"hub-{settings.instance_id}"
+    return conf
+
+
+def hub_cursor(settings: Settings, subscription_id: str) -> dict[str, Any]:
+    """One subscription's own reader of the output partitions a hub replica owns: a
+    `committed_reader` that buffers little, since a replica holds one per subscription."""
+    conf = committed_reader(settings, f"hub-{subscription_id}")
+    for name, value in {
+        "queued.max.messages.kbytes": 2048,
+        "fetch.max.bytes": 4 * 1024 * 1024,
+        "max.partition.fetch.bytes": 1024 * 1024,
+        "enable.partition.eof": False,
+    }.items():
+        if name not in settings.kafka or name == "enable.partition.eof":
+            conf[name] = value
     return conf
 
 

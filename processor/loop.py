@@ -8,32 +8,26 @@ classifies every failure into "abort and redo the batch" or "exit 3".
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from confluent_kafka import (
-    OFFSET_BEGINNING,
-    OFFSET_INVALID,
     TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
-    KafkaException,
     Message,
     TopicPartition,
 )
 
-from processor import clients, native
+from processor import clients, native, positions
 from processor.config import Settings
-from processor.messages import OutMessage
 from processor.metrics import Metrics
 from processor.producer import TXN_TIMEOUT_S, AbortBatch, FatalError, TransactionalProducer
 from processor.records import InputRecord
 from processor.state.restore import Restorer
+from processor.state.snapshot import check_state_dir
 from processor.task import Tallies, new_task
 from processor.topics import ensure_topics
 
@@ -116,7 +110,7 @@ class Processor:
     def run(self) -> int:
         s = self.settings
         if s.state_dir is not None:
-            _check_state_dir(s.state_dir)
+            check_state_dir(s.state_dir)
         if self.create_topics:
             ensure_topics(s)
         producer = TransactionalProducer(
@@ -215,8 +209,7 @@ class Processor:
         # arrives as code _FATAL.
         if err.fatal() or err.code() == KafkaError._FATAL:
             assert self.producer is not None
-            self.producer.failed = True
-            raise FatalError(f"consumer: {err.str()}")
+            self.producer.fail(f"consumer: {err.str()}")
         log.warning("consumer error: %s", err.str())
 
     # -- transactions ------------------------------------------------------------------------
@@ -230,9 +223,7 @@ class Processor:
         started = time.monotonic()
         try:
             producer.flush()
-            changelog = self.settings.changelog_topic
-            for p, key, value in task.changelog():
-                producer.produce(OutMessage(changelog, p, key.encode(), value, []))
+            producer.produce_batch(self.settings.changelog_topic, task.changelog())
             producer.flush()
             offsets = [TopicPartition(self.input, p, o) for p, o in task.offsets.items()]
             producer.commit(offsets, self.consumer.consumer_group_metadata())
@@ -240,12 +231,8 @@ class Processor:
             self._abort(str(exc))
             return
         tallies, touched = task.commit(self.assigned)
-        m = self.metrics
-        m.publish_state_keys({p: self.store.keys(p) for p in touched})
-        m.commit_duration.observe(time.monotonic() - started)
-        m.transactions.labels("committed").inc()
-        m.publish_batch(tallies)
-        m.observe_latencies(time.time(), tallies.times_ms)
+        keys = {p: self.store.keys(p) for p in touched}
+        self.metrics.publish_commit(tallies, time.monotonic() - started, keys)
         if tallies.dead:
             log.warning(
                 "batch dead-lettered %d records: %s",
@@ -263,37 +250,17 @@ class Processor:
         self.producer.abort()
         self.metrics.transactions.labels("aborted").inc()
         # Every live partition: records fetched after the failing one were never processed.
-        self._rewind(sorted(self.assigned - self.restoring))
-
-    def _rewind(self, partitions: list[int]) -> None:
         assert self.consumer is not None
-        if not partitions:
-            return
-        wanted = [TopicPartition(self.input, p) for p in partitions]
-        delay = 1.0
-        while True:
-            self._beat()  # waiting for the broker is not being stuck
-            try:
-                committed = self.consumer.committed(wanted, timeout=TXN_TIMEOUT_S)
-                break
-            except KafkaException as exc:
-                if self.stop_event.is_set():
-                    return  # stopping: nothing was committed, the next start resumes
-                log.warning("rewind: %s; retrying in %.0f s", exc.args[0], delay)
-                self.stop_event.wait(delay)
-                delay = min(delay * 2, 30.0)
-        for tp in committed:
-            if tp.partition not in self.assigned:
-                continue
-            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
-            try:
-                self.consumer.seek(TopicPartition(self.input, tp.partition, offset))
-            except KafkaException as exc:
-                # Unable to go back: a restart resumes from the committed offsets, losing
-                # nothing, where carrying on could skip the aborted records.
-                assert self.producer is not None
-                self.producer.failed = True
-                raise FatalError(f"rewind partition {tp.partition}: {exc.args[0]}") from exc
+        try:
+            positions.rewind(
+                self.consumer,
+                self.input,
+                sorted(self.assigned - self.restoring),
+                stop=self.stop_event,
+                beat=self._beat,
+            )
+        except FatalError as exc:
+            self.producer.fail(str(exc))
 
     # -- rebalances ----------------------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -313,26 +280,14 @@ class Processor:
         self.restoring.discard(p)
         if p not in self.assigned:
             return
-        tp = TopicPartition(self.input, p)
-        committed = self.consumer.committed([tp], timeout=TXN_TIMEOUT_S)[0].offset
-        low, _high = self.consumer.get_watermark_offsets(tp, timeout=TXN_TIMEOUT_S, cached=False)
-        start, where = committed, f"the committed offset {committed}"
-        if committed == OFFSET_INVALID or committed < 0:
-            start, where = OFFSET_BEGINNING, "the beginning (nothing committed yet)"
-        elif committed < low:
+        start, where, reset = positions.resume_point(self.consumer, self.input, p)
+        if reset:
             self.metrics.offset_resets.inc()
-            log.warning(
-                "partition %d: committed offset %d is no longer retained (log starts at %d);"
-                " continuing from the earliest retained record",
-                p,
-                committed,
-                low,
-            )
-            start, where = low, f"the earliest retained offset {low}"
         self.consumer.seek(TopicPartition(self.input, p, start))
-        self.consumer.resume([tp])
-        self.metrics.state_keys.labels(str(p)).set(self.store.keys(p))
-        log.info("partition %d restored (%d keys); consuming from %s", p, self.store.keys(p), where)
+        self.consumer.resume([TopicPartition(self.input, p)])
+        keys = self.store.keys(p)
+        self.metrics.state_keys.labels(str(p)).set(keys)
+        log.info("partition %d restored (%d keys); consuming from %s", p, keys, where)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("revoke").inc()
@@ -342,7 +297,8 @@ class Processor:
         if self.producer is not None and not self.producer.failed:
             log.info("partitions %s revoked; committing the open batch", gone)
             self._commit()
-            self._save_snapshots([p for p in gone if p in self.assigned - self.restoring])
+            assert self.restorer is not None
+            self.restorer.save_snapshots([p for p in gone if p in self.assigned - self.restoring])
         self._drop(gone)
         consumer.incremental_unassign(partitions)
 
@@ -361,44 +317,18 @@ class Processor:
         self._drop(gone)
         consumer.incremental_unassign(partitions)
 
-    def _save_snapshots(self, partitions: list[int]) -> None:
-        assert self.restorer is not None
-        try:
-            self.restorer.save_snapshots(partitions)
-        except Exception as exc:  # an optimisation: never fail a rebalance over it
-            log.warning("snapshots of partitions %s not written: %s", partitions, exc)
-
     def _drop(self, partitions: list[int]) -> None:
         assert self.restorer is not None
         for p in partitions:
             self.assigned.discard(p)
             self.restoring.discard(p)
             self.store.drop(p)
-            for gauge in (self.metrics.state_keys, self.metrics.lag):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(str(p))
+            self.metrics.forget_partition(p)
         self.restorer.cancel(partitions)
 
     def _update_lag(self) -> None:
-        """Consumer lag per restored partition, from the client's cached watermarks."""
         assert self.consumer is not None
         self.next_lag_update = time.monotonic() + _LAG_INTERVAL_S
         live = [TopicPartition(self.input, p) for p in self.assigned - self.restoring]
-        if not live:
-            return
-        for tp in self.consumer.position(live):
-            try:
-                _low, high = self.consumer.get_watermark_offsets(tp, cached=True)
-            except KafkaException:
-                continue
-            if tp.offset >= 0 and high >= 0:
-                self.metrics.lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
-
-
-def _check_state_dir(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as exc:
-        raise FatalError(f"state_dir {path} is not a writable directory: {exc}") from exc
+        if live:
+            self.metrics.publish_lag(self.consumer, live)

@@ -3,10 +3,13 @@ once the batch has committed, so they match what read_committed consumers see.""
 
 from __future__ import annotations
 
+import contextlib
+import time
 from bisect import bisect_left
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
@@ -144,9 +147,33 @@ class Metrics:
         if times_ms:
             total.inc(seconds)
 
+    def publish_lag(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Consumer lag per partition, from the client's cached watermarks."""
+        for tp in consumer.position(partitions):
+            try:
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+            except KafkaException:
+                continue
+            if tp.offset >= 0 and high >= 0:
+                self.lag.labels(str(tp.partition)).set(max(0, high - tp.offset))
+
+    def forget_partition(self, partition: int) -> None:
+        """A partition this replica no longer owns: its gauges go (another replica has them)."""
+        for gauge in (self.state_keys, self.lag):
+            with contextlib.suppress(KeyError):
+                gauge.remove(str(partition))
+
     def publish_state_keys(self, counts: dict[int, int]) -> None:
         for partition, n in counts.items():
             self.state_keys.labels(str(partition)).set(n)
+
+    def publish_commit(self, tallies: Tallies, seconds: float, keys: dict[int, int]) -> None:
+        """A committed batch: its tallies, its commit's duration, the partitions' key counts."""
+        self.publish_state_keys(keys)
+        self.commit_duration.observe(seconds)
+        self.transactions.labels("committed").inc()
+        self.publish_batch(tallies)
+        self.observe_latencies(time.time(), tallies.times_ms)
 
     def publish_batch(self, tallies: Tallies) -> None:
         for (topic, partition), n in tallies.consumed.items():

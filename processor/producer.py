@@ -112,6 +112,25 @@ class TransactionalProducer:
             except (KafkaException, SystemError) as exc:
                 self._raise_for(error_of(exc))
 
+    def produce_batch(self, topic: str, messages: list[dict[str, Any]]) -> None:
+        """Header-less messages (the changelog writes) in one client call each round; what the
+        local queue could not take is retried once deliveries have drained."""
+        pending = messages
+        while pending:
+            try:
+                queued = self.client.produce_batch(topic, pending)
+            except (KafkaException, SystemError) as exc:
+                self._raise_for(error_of(exc))
+            if queued == len(pending):
+                return
+            refused = [m for m in pending if "_error" in m]
+            for message in refused:
+                err: KafkaError = message.pop("_error")
+                if err.code() != KafkaError._QUEUE_FULL:
+                    self._raise_for(err)
+            self.client.poll(0.05)
+            pending = refused
+
     def flush(self) -> None:
         """Wait until the broker has acknowledged everything produced."""
         try:
@@ -121,7 +140,7 @@ class TransactionalProducer:
         failed, self.delivery_error = self.delivery_error, None
         if failed is not None:
             if failed.fatal():
-                self._fail(f"delivery failed: {failed.str()}")
+                self.fail(f"delivery failed: {failed.str()}")
             raise AbortBatch(f"delivery failed: {failed.str()}")
         if remaining:
             raise AbortBatch(f"{remaining} messages not delivered within {TXN_TIMEOUT_S} s")
@@ -154,7 +173,7 @@ class TransactionalProducer:
         except (KafkaException, SystemError) as exc:
             err = error_of(exc)
             if _fatal(err):
-                self._fail(f"abort failed: {err.str()}")
+                self.fail(f"abort failed: {err.str()}")
             log.warning("abort did not complete (%s); starting a new producer", err.str())
             self.client.purge()
             self.client = self._new_client()
@@ -173,7 +192,7 @@ class TransactionalProducer:
 
     def _raise_for(self, err: KafkaError) -> NoReturn:
         if _fatal(err):
-            self._fail(f"producer fatal error (fenced?): {err.str()}")
+            self.fail(f"producer fatal error (fenced?): {err.str()}")
         if err.txn_requires_abort():
             raise AbortBatch(err.str())
         if err.code() == KafkaError._STATE and self.open:
@@ -181,9 +200,10 @@ class TransactionalProducer:
             raise AbortBatch(err.str())
         if err.retriable():
             raise AbortBatch(f"retriable: {err.str()}")
-        self._fail(f"producer error: {err.str()}")
+        self.fail(f"producer error: {err.str()}")
 
-    def _fail(self, message: str) -> NoReturn:
+    def fail(self, message: str) -> NoReturn:
+        """Never commit again; end the run with FatalError (exit 3)."""
         self.failed = True
         raise FatalError(message)
 

@@ -17,6 +17,12 @@ ENTITY_NAME: Final[dict[str, str]] = {"service": "Service", "resource": "Resourc
 #: TMF API number per entity type (TMF638 Service Inventory, TMF639 Resource Inventory).
 TMF_API: Final[dict[str, str]] = {"service": "tmf638", "resource": "tmf639"}
 
+#: The API name in the REST base paths (`/tmf-api/<name>/<version>`) per entity type.
+API_NAME: Final[dict[str, str]] = {
+    "service": "serviceInventoryManagement",
+    "resource": "resourceInventoryManagement",
+}
+
 #: TMF profiles the processor renders.
 TMF_VERSIONS: Final[tuple[str, ...]] = ("v4", "v5")
 
@@ -84,3 +90,77 @@ DEFAULT_STATE_FIELDS: Final[dict[str, dict[EntityType, list[str]]]] = {
         ],
     },
 }
+
+
+#: `state` of a Service (ServiceStateType) per profile.
+SERVICE_STATE: Final[dict[str, list[str]]] = {
+    "v4": ["feasibilityChecked", "designed", "reserved", "inactive", "active", "terminated"],
+    "v5": [
+        "feasibilityChecked",
+        "designed",
+        "reserved",
+        "inactive",
+        "active",
+        "terminated",
+        "suspended",
+    ],
+}
+#: `operatingStatus` of a v5 Service (ServiceOperatingStatusType).
+SERVICE_OPERATING_STATUS: Final[list[str]] = [
+    "pending",
+    "configured",
+    "starting",
+    "running",
+    "degraded",
+    "failed",
+    "limited",
+    "stopping",
+    "stopped",
+    "unknown",
+]
+
+#: Resource state enums per profile (TMF639 v4 and v5).
+RESOURCE_STATES: Final[dict[str, dict[str, list[str]]]] = {
+    "v4": {
+        "resourceStatus": ["standby", "alarm", "available", "reserved", "unknown", "suspended"],
+        "operationalState": ["enable", "disable"],
+        "administrativeState": ["locked", "unlocked", "shutdown"],
+        "usageState": ["idle", "active", "busy"],
+    },
+    "v5": {
+        "operationalState": ["enabled", "disabled"],
+        "administrativeState": ["locked", "unlocked", "shuttingDown"],
+        "usageState": ["idle", "active", "busy"],
+        "lifecycleState": ["planned", "installed", "pendingRemoval"],
+        "proceduralStatus": [
+            "initializationRequired",
+            "notInitialized",
+            "initializing",
+            "reporting",
+            "terminating",
+        ],
+        "availabilityStatus": [
+            "inTest",
+            "failed",
+            "powerOff",
+            "online",
+            "offline",
+            "offDuty",
+            "dependency",
+            "degraded",
+            "notInstalled",
+            "logFull",
+        ],
+        "controlStatus": ["subjectToTest", "partOfServicesLocked", "reservedForTest", "suspended"],
+        "standbyStatus": ["hotStandby", "coldStandby", "providingService"],
+        "powerConsumingState": ["fullPower", "powerSaving", "sleeping", "shutdown"],
+    },
+}
+#: The values of a v5 Resource's `alarmStatus` array.
+RESOURCE_V5_ALARM_STATUS: Final[list[str]] = [
+    "underRepair",
+    "critical",
+    "major",
+    "minor",
+    "alarmOutstanding",
+]

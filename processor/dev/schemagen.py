@@ -29,7 +29,14 @@ from processor.schemas import (
     event_schema_relpath,
     schema_dir,
 )
-from processor.tmf import ENTITY_NAME, TMF_API
+from processor.tmf import (
+    ENTITY_NAME,
+    RESOURCE_STATES,
+    RESOURCE_V5_ALARM_STATUS,
+    SERVICE_OPERATING_STATUS,
+    SERVICE_STATE,
+    TMF_API,
+)
 
 JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 CHANGE_RECORD_SCHEMA_ID = "urn:tmf-events:schema:change-record"
@@ -46,70 +53,6 @@ Schema = dict[str, Any]
 EVENT_TIME_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z$"
 #: A UUIDv7 in canonical lower-case form (version nibble 7, RFC 9562 variant).
 UUID7_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
-
-SERVICE_STATE = {
-    "v4": ["feasibilityChecked", "designed", "reserved", "inactive", "active", "terminated"],
-    "v5": [
-        "feasibilityChecked",
-        "designed",
-        "reserved",
-        "inactive",
-        "active",
-        "terminated",
-        "suspended",
-    ],
-}
-SERVICE_OPERATING_STATUS = [
-    "pending",
-    "configured",
-    "starting",
-    "running",
-    "degraded",
-    "failed",
-    "limited",
-    "stopping",
-    "stopped",
-    "unknown",
-]
-
-#: Resource state enums per profile (TMF639 v4 and v5). `None` marks a field typed otherwise.
-RESOURCE_STATES: dict[str, dict[str, list[str]]] = {
-    "v4": {
-        "resourceStatus": ["standby", "alarm", "available", "reserved", "unknown", "suspended"],
-        "operationalState": ["enable", "disable"],
-        "administrativeState": ["locked", "unlocked", "shutdown"],
-        "usageState": ["idle", "active", "busy"],
-    },
-    "v5": {
-        "operationalState": ["enabled", "disabled"],
-        "administrativeState": ["locked", "unlocked", "shuttingDown"],
-        "usageState": ["idle", "active", "busy"],
-        "lifecycleState": ["planned", "installed", "pendingRemoval"],
-        "proceduralStatus": [
-            "initializationRequired",
-            "notInitialized",
-            "initializing",
-            "reporting",
-            "terminating",
-        ],
-        "availabilityStatus": [
-            "inTest",
-            "failed",
-            "powerOff",
-            "online",
-            "offline",
-            "offDuty",
-            "dependency",
-            "degraded",
-            "notInstalled",
-            "logFull",
-        ],
-        "controlStatus": ["subjectToTest", "partOfServicesLocked", "reservedForTest", "suspended"],
-        "standbyStatus": ["hotStandby", "coldStandby", "providingService"],
-        "powerConsumingState": ["fullPower", "powerSaving", "sleeping", "shutdown"],
-    },
-}
-RESOURCE_V5_ALARM_STATUS = ["underRepair", "critical", "major", "minor", "alarmOutstanding"]
 
 API_TITLE = {"service": "TMF638 Service Inventory", "resource": "TMF639 Resource Inventory"}
 

@@ -40,6 +40,8 @@ from typing import Any
 
 import orjson
 
+from processor.tmf import RESOURCE_STATES, SERVICE_STATE
+
 __all__ = [
     "DEFAULT_START_MS",
     "KINDS",
@@ -133,20 +135,9 @@ class SyntheticRecord:
 
 # --- vocabulary -------------------------------------------------------------------------
 
-_SERVICE_STATES: tuple[str, ...] = (
-    "feasibilityChecked",
-    "designed",
-    "reserved",
-    "inactive",
-    "active",
-    "terminated",
-)
-_RESOURCE_STATES: dict[str, tuple[str, ...]] = {
-    "resourceStatus": ("standby", "alarm", "available", "reserved", "unknown", "suspended"),
-    "operationalState": ("enable", "disable"),
-    "administrativeState": ("locked", "unlocked", "shutdown"),
-    "usageState": ("idle", "active", "busy"),
-}
+_SERVICE_STATES = tuple(SERVICE_STATE["v4"])
+# The synthetic instances are v4 data.
+_RESOURCE_STATES = {field: tuple(values) for field, values in RESOURCE_STATES["v4"].items()}
 _SERVICE_TYPES: tuple[tuple[str, str], ...] = (
     ("broadband", "Fibre Broadband"),
     ("voice", "VoIP Line"),

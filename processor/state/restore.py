@@ -141,9 +141,17 @@ class Restorer:
         self.consumer.close()
 
     def save_snapshots(self, partitions: list[int]) -> None:
-        """Snapshot these (restored, committed) partitions; failures only cost restore time."""
+        """Snapshot these (restored, committed) partitions. Never raises: a snapshot is an
+        optimisation, its failure only costs restore time, and this runs in a rebalance."""
         if self.snapshots is None or not partitions:
             return
+        try:
+            self._save(partitions)
+        except Exception as exc:
+            log.warning("snapshots of partitions %s not written: %s", partitions, exc)
+
+    def _save(self, partitions: list[int]) -> None:
+        assert self.snapshots is not None
         reader = Consumer(clients.committed_reader(self.settings, "snapshot"))
         try:
             for p in partitions:

@@ -164,3 +164,15 @@ class Snapshots:
             return Snapshot(int(header["offset"]), witness, entries, profiles)
         finally:
             view.release()
+
+
+def check_state_dir(path: Path) -> None:
+    """Fail at start, not at the first rebalance, when `state_dir` cannot hold snapshots."""
+    from processor.producer import FatalError
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise FatalError(f"state_dir {path} is not a writable directory: {exc}") from exc

@@ -168,11 +168,14 @@ def test_http_ports_match_healthcheck_and_scrape_targets(compose_model: dict[str
         job["job_name"]: {t for sc in job["static_configs"] for t in sc["targets"]}
         for job in prometheus["scrape_configs"]
     }
-    for command, job in (("run", "tmf-events-processor"), ("api", "tmf-events-api")):
+    jobs = (("run", "tmf-events-processor"), ("api", "tmf-events-api"), ("hub", "tmf-events-hub"))
+    for command, job in jobs:
         services = by_command(compose_model, command)
         assert targets[job] == {f"{name}:8080" for name in services}, job
     api = next(iter(by_command(compose_model, "api").values()))
     assert any(p["target"] == 8080 for p in api["ports"]), "the query API is published"
+    hub = next(iter(by_command(compose_model, "hub").values()))
+    assert any(p["target"] == 8080 for p in hub["ports"]), "the hub is published"
 
 
 def test_monitoring_services_mount_the_deploy_files(compose_model: dict[str, Any]) -> None:
