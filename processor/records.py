@@ -36,10 +36,10 @@ REASONS = (
     "duplicate_member",
 )
 
-# orjson writes at most 254 nested arrays and objects, and an event nests the instance two
-# levels deeper than it came (one in a JSON record, whose instance is already a level down):
+# orjson writes at most 254 nested arrays and objects, and an event nests the instance one
+# level deeper than a JSON record does (two deeper than an Avro record's instance text):
 # deeper input could be read but never written, so it is too deep whatever the settings say.
-WRITABLE_DEPTH = 252
+WRITABLE_DEPTH = 253
 
 
 @dataclass(slots=True)
@@ -126,12 +126,12 @@ class Decoder:
             return Change(key, None, "delete", record.timestamp_ms, None, None, traceparent)
         return self._validate(key, parsed, record.timestamp_ms, traceparent)
 
-    def _parse_json(self, value: bytes) -> Any:
+    def _parse_json(self, value: bytes, writable: int = WRITABLE_DEPTH) -> Any:
         try:
             parsed = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
             return _classify_json_error(value, exc)
-        limit = min(self.max_json_depth, WRITABLE_DEPTH)
+        limit = min(self.max_json_depth, writable)
         # Depth can only exceed the limit if there are that many brackets at all.
         if value.count(b"{") + value.count(b"[") > limit and _too_deep(parsed, limit):
             return Rejection("too_deep", f"JSON nesting deeper than {limit}")
@@ -154,7 +154,7 @@ class Decoder:
         instance_text = rec.get("instance")
         envelope = {k: v for k, v in rec.items() if v is not None and k != "instance"}
         if instance_text is not None:
-            inner = self._parse_json(instance_text.encode("utf-8"))
+            inner = self._parse_json(instance_text.encode("utf-8"), WRITABLE_DEPTH - 1)
             if isinstance(inner, Rejection):
                 return inner
             envelope["instance"] = inner

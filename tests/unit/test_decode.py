@@ -300,13 +300,29 @@ def test_bad_avro_records(make_harness, value, reason):
 @pytest.mark.parametrize("limit", [300, 10_000])
 def test_nesting_orjson_cannot_write_is_too_deep_whatever_the_limit(make_harness, limit):
     """An event nests the instance a level deeper than the record; orjson writes at most 254
-    levels, so a record deeper than 252 is `too_deep` even where the setting allows more
-    (it used to raise from the renderer instead)."""
+    levels, so a record deeper than 253 is `too_deep` even where the setting allows more
+    (it used to raise from the core instead: orjson's TypeError)."""
     harness = make_harness(max_json_depth=limit)
     assert harness.send(_nested(WRITABLE_DEPTH), key=KEY).outcome == "emit"
     for depth in (WRITABLE_DEPTH + 1, 254, 260, 1000):
         sent = harness.send(_nested(depth), key=KEY)
         assert sent.reason == "too_deep", depth
+
+
+def test_an_avro_instance_orjson_cannot_write_is_too_deep(make_harness):
+    """An Avro record's instance text starts a level below a JSON record's."""
+    harness = make_harness(input_format="avro", max_json_depth=1000)
+    for depth, outcome in ((WRITABLE_DEPTH - 1, "emit"), (WRITABLE_DEPTH, "dead_letter")):
+        deep = {**INSTANCE, "x": _lists(depth - 1)}
+        sent = harness.send(_avro({**AVRO_GOOD, "instance": orjson.dumps(deep).decode()}), key=KEY)
+        assert sent.outcome == outcome, depth
+
+
+def _lists(depth: int) -> list[object]:
+    inner: list[object] = []
+    for _ in range(depth - 1):
+        inner = [inner]
+    return inner
 
 
 def test_avro_instance_depth_is_limited(make_harness):
