@@ -78,17 +78,21 @@ sanitize: $(SANITIZE_STAMP)
 	$(SANITIZED) $(BIN)/python -m pytest -q --capture=sys -p tests.fuzz.sanitized -p no:cacheprovider \
 		tests/unit/test_native.py
 
-# `make fuzz SECONDS=N`: the fuzz target for N seconds from the checked-in seed corpus; what
-# it finds lands in build/fuzz/found/ (docs/native.md#the-fuzzer).
+# `make fuzz SECONDS=N`: the fuzz target for N seconds from the checked-in seed corpus and
+# every input it ever found; what it finds lands in build/fuzz/found/
+# (docs/native.md#the-fuzzer).
 fuzz: $(SANITIZE_STAMP)
 	mkdir -p build/fuzz/corpus build/fuzz/found
 	$(SANITIZED) $(BIN)/python tests/fuzz/fuzz_core.py build/fuzz/corpus tests/fuzz/corpus \
+		tests/fuzz/found \
 		-max_total_time=$(SECONDS) -timeout=20 -rss_limit_mb=6144 -print_final_stats=1 \
 		-artifact_prefix=build/fuzz/found/
 
-# The seed corpus, grown by what `make fuzz` found new and minimised.
+# The seed corpus, grown by what `make fuzz` found new and minimised (libFuzzer runs the
+# target again as a child: the venv's python first on PATH).
 fuzz-merge: $(SANITIZE_STAMP)
-	$(SANITIZED) $(BIN)/python tests/fuzz/fuzz_core.py -merge=1 tests/fuzz/corpus build/fuzz/corpus
+	$(SANITIZED) PATH=$(abspath $(BIN)):$$PATH tests/fuzz/fuzz_core.py -merge=1 \
+		tests/fuzz/corpus build/fuzz/corpus
 
 reliability: $(STAMP)
 	RELIABILITY_PROFILE=long $(BIN)/pytest -q tests/reliability

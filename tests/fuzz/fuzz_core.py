@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """The fuzz target: `make fuzz SECONDS=N` (docs/native.md#the-fuzzer).
 
 Coverage-guided (atheris, on libFuzzer) over the sanitizer build of the C path: C coverage
