@@ -450,10 +450,9 @@ def corrupt_state(c: Case, src: Source, partition: int, key: str) -> None:
 
 
 def _text_key(raw: bytes | None) -> str | None:
-    if not raw:
-        return None
+    """The key as Task.process passes it to the core: None when empty or not UTF-8."""
     try:
-        return raw.decode("utf-8")
+        return raw.decode() if raw else None
     except UnicodeDecodeError:
         return None
 
