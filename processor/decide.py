@@ -123,7 +123,8 @@ def decide(state: State | None, change: Change, offset: int, policy: Policy) -> 
     else:
         planned = _changes(
             changed_attributes(state.attr_names, state.attr_digests, names, digests),
-            (*attribute_names(state.attr_names, state.attr_digests), *public),
+            state,
+            public,
             policy.state_fields[entity_type],
             policy,
             entity_type,
@@ -151,7 +152,8 @@ def decide(state: State | None, change: Change, offset: int, policy: Policy) -> 
 
 def _changes(
     diff: tuple[set[str], set[str]] | None,
-    every_name: tuple[str, ...],
+    state: State,
+    public: dict[str, Any],
     state_fields: frozenset[str],
     policy: Policy,
     entity_type: str,
@@ -162,8 +164,8 @@ def _changes(
         changed, removed = diff
     if diff is None or not changed:
         # The 128-bit digest differs but no fingerprint does (or they cannot be read):
-        # assume everything moved rather than miss an event.
-        changed = set(every_name)
+        # assume every name on either side moved rather than miss an event.
+        changed = {*attribute_names(state.attr_names, state.attr_digests), *public}
     op_status = (
         policy.operating_status_event
         and entity_type == "service"
