@@ -47,3 +47,44 @@ def test_bulk_latencies_count_every_event() -> None:
         "tmf_events_end_to_end_latency_seconds_bucket", {"le": "0.025"}
     )
     assert (count, le_25ms) == (2.0, 1.0)
+
+
+def _series(metrics: Metrics, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for family in metrics.registry.collect()
+        for s in family.samples
+        if s.name == name
+    }
+
+
+def test_known_label_values_start_at_zero() -> None:
+    from processor.metrics import SKIP_REASONS
+    from processor.records import REASONS
+
+    metrics = Metrics()
+    for name, label, values in (
+        ("tmf_events_dead_letters_total", "reason", REASONS),
+        ("tmf_events_records_skipped_total", "reason", SKIP_REASONS),
+        ("tmf_events_transactions_total", "outcome", ("committed", "aborted")),
+        ("tmf_events_rebalances_total", "kind", ("assign", "revoke", "lost")),
+        ("tmf_events_core_records_total", "path", ("c", "python")),
+    ):
+        assert _series(metrics, name) == {((label, v),): 0.0 for v in values}, name
+    assert set(SKIP_REASONS) == {"unchanged", "stale", "unknown_delete", "disabled", "replayed"}
+
+
+def test_events_start_at_zero_for_the_profile_and_the_enabled_entity_types() -> None:
+    v4 = _series(Metrics(), "tmf_events_events_emitted_total")
+    assert len(v4) == 8 and set(v4.values()) == {0.0}
+    assert (("entity_type", "resource"), ("event_type", "ResourceStateChangeEvent")) in v4
+    v5 = _series(
+        Metrics(tmf_version="v5", entity_types=["service"]), "tmf_events_events_emitted_total"
+    )
+    assert {dict(k)["event_type"] for k in v5} == {
+        "ServiceCreateEvent",
+        "ServiceAttributeValueChangeEvent",
+        "ServiceStateChangeEvent",
+        "ServiceOperatingStatusChangeEvent",
+        "ServiceDeleteEvent",
+    }
