@@ -122,7 +122,11 @@ class ChangelogView:
                     failures = 0  # it did read something: a new run of failures starts
                 failures += 1
                 if isinstance(failure, KafkaUnreachableError) or failures > FOLLOWER_RETRIES:
-                    log.error("changelog follower gave up: %s", failure, exc_info=True)
+                    log.error(
+                        "changelog follower gave up: %s",
+                        failure.what,
+                        exc_info=log.isEnabledFor(logging.DEBUG),
+                    )
                     self.failure = failure
                     self.metrics.ready.set(0)
                     self.dead.set()

@@ -70,10 +70,11 @@ class ProgressLog:
             seconds, self.since = max(now - self.since, 1e-9), now
         aborts_now = self._aborts()
         aborts, self.aborts_before = aborts_now - self.aborts_before, aborts_now
+        span = f"{seconds:.0f}" if seconds >= 10 else f"{seconds:.1f}"
         return (
-            f"progress: {records:,} records in {seconds:.0f} s ({records / seconds:,.0f}/s); "
+            f"progress: {records:,} records in {span} s ({records / seconds:,.0f}/s); "
             f"events: {_counts(events)}; dead letters: {_counts(dead)}; "
-            f"skipped: {_counts(skipped)}; lag: {self._lag()} records; "
+            f"skipped: {_counts(skipped)}; lag: {self._lag()}; "
             f"{commits} commits, {aborts:.0f} aborts"
         )
 
@@ -91,7 +92,7 @@ class ProgressLog:
 
     def _lag(self) -> str:
         samples = [s.value for family in self.metrics.lag.collect() for s in family.samples]
-        return f"{sum(samples):,.0f}" if samples else "unknown (no partition consumed yet)"
+        return f"{sum(samples):,.0f} records" if samples else "unknown (no partition consumed yet)"
 
     def _aborts(self) -> float:
         value = self.metrics.registry.get_sample_value(

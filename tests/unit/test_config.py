@@ -324,9 +324,13 @@ def test_new_settings_and_their_defaults():
     assert s.events_retention_ms == 365 * 24 * 3600 * 1000
     assert load_settings(progress_interval_s=0).progress_interval_s == 0
     assert load_settings(events_retention_ms=-1).events_retention_ms == -1
-    for bad in ({"connect_timeout_ms": 0}, {"progress_interval_s": -1}, {"events_retention_ms": -2}):
-        with pytest.raises(ConfigError, match=next(iter(bad))):
-            load_settings(**bad)
+    for name, bad in (
+        ("connect_timeout_ms", 0),
+        ("progress_interval_s", -1),
+        ("events_retention_ms", -2),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            load_settings(**{name: bad})
 
 
 def test_an_unknown_environment_variable_is_refused_with_a_guess(monkeypatch):
