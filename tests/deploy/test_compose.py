@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from processor.config import Settings, setting_env_names
+from processor.config import HTTP_PORTS, Settings, setting_env_names
 
 from .conftest import COMPOSE_FILE, ROOT, compose_config, run, tool
 
@@ -173,6 +173,8 @@ def test_http_ports_match_healthcheck_and_scrape_targets(compose_model: dict[str
         assert targets[job] == {f"{name}:8080" for name in services}, job
     api = next(iter(by_command(compose_model, "api").values()))
     assert any(p["target"] == 8080 for p in api["ports"]), "the query API is published"
+    # On the host at the api's own default port: `tmf-events latest ID` needs no --url.
+    assert {str(p["published"]) for p in api["ports"]} == {str(HTTP_PORTS["api"])}
 
 
 def test_monitoring_services_mount_the_deploy_files(compose_model: dict[str, Any]) -> None:
