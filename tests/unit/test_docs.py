@@ -147,3 +147,38 @@ def test_the_package_has_no_import_cycles() -> None:
     for node in sorted(graph):
         if node not in state:
             visit(node)
+
+
+def _readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return text.split(title, 1)[1].split("\n#", 1)[0]
+
+
+def test_the_readme_lists_every_exit_code_every_setting_and_every_command() -> None:
+    import argparse
+
+    from processor import errors
+    from processor.cli import build_parser
+    from processor.config import Settings
+
+    codes = re.findall(r"^\| (\d) \|", _readme_section("### Exit codes"), re.MULTILINE)
+    constants = {
+        errors.OK,
+        errors.FAILED,
+        errors.USAGE,
+        errors.KAFKA_FATAL,
+        errors.KAFKA_UNREACHABLE,
+    }
+    assert sorted(int(c) for c in codes) == sorted(constants) == [0, 1, 2, 3, 4]
+
+    table = _readme_section("## Configuration")
+    documented = set(re.findall(r"`(\w+)`", " ".join(re.findall(r"^\| (.+?) \|", table, re.M))))
+    # The hub's settings have a section of their own when it is there.
+    missing = {n for n in Settings.model_fields if not n.startswith("hub_")} - documented
+    assert not missing, f"settings missing from the README's table: {sorted(missing)}"
+
+    commands = _readme_section("## Commands")
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name in sub.choices:
+        assert f"`tmf-events {name}" in commands, f"command {name} missing from the README"
