@@ -1,25 +1,25 @@
-"""The latency step: tmf-events at a share of its maximum rate, a paced sender and a
-read_committed reader, each apart from the processor."""
+"""The latency step: tmf-events at a share of its maximum rate, with the sender, the
+processor and a read_committed reader each in a process of its own (bench/latency_io.py),
+and where the time goes: the broker's own delivery time (one hop, as the processor's input
+consumer and as the reader see it), the processor's event → commit time from its histogram,
+its batches and commits."""
 
 from __future__ import annotations
 
 import signal
 import sys
-import threading
-import time
-import uuid
-from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from confluent_kafka import Consumer, KafkaError, Producer
 
 from bench.common import StepError, percentile, progress
 from bench.workers import Worker
-from processor.dev.load import TokenBucket
-from processor.dev.synthetic import Generator, Mix, SyntheticRecord, rfc3339_ms
 
 if TYPE_CHECKING:
     from bench.run import Bench
+
+# librdkafka's default fetch.wait.max.ms (the processor's input consumer keeps it) and the
+# reader's.
+_FETCH_WAITS = {"processor": 500, "reader": 10}
 
 
 def latency(bench: Bench, share: float = 0.5) -> dict[str, Any]:
@@ -38,79 +38,97 @@ def latency(bench: Bench, share: float = 0.5) -> dict[str, Any]:
     input_topic = f"{bench.run_id}.{tag}.input"
     bench.create_topics([input_topic])
     topics = bench.tmf_topics(app_id, input_topic)
-
-    gen = Generator(seed=a.seed, keys=a.keys, mix=Mix(), instance_bytes=a.instance_bytes)
-    with progress(bench.console) as bar:
-        task = bar.add_task("generating", total=count, note="")
-        records: list[SyntheticRecord] = []
-        for i, rec in enumerate(gen.records(count)):
-            records.append(rec)
-            if i % 2000 == 0:
-                bar.update(task, completed=i)
-        bar.update(task, completed=count)
-
-    worker = Worker(
+    common = {"bootstrap": bench.bootstrap, "kafka": bench.kafka}
+    processor = Worker(
         f"tmf-{tag}",
         sys.executable,
         "tmf",
         {
-            "bootstrap": bench.bootstrap,
+            **common,
             "app_id": app_id,
             "expected": None,
             "timeout_s": a.latency_seconds + 600,
             "max_batch": a.max_batch,
             "commit_interval_ms": a.commit_interval_ms,
-            "kafka": bench.kafka,
             **topics,
         },
         bench.logs / f"tmf-{tag}.log",
     )
-    reader = LatencyReader(
-        bench.bootstrap, [topics["service_topic"], topics["resource_topic"]], bench.kafka
-    )
+    samples = bench.logs / f"{tag}-samples.txt"
+    reader = Worker(
+        f"reader-{tag}",
+        sys.executable,
+        "read",
+        {**common, "topics": [topics["service_topic"], topics["resource_topic"]],
+         "samples": str(samples)},
+        bench.logs / f"reader-{tag}.log",
+    )  # fmt: skip
+    sender = None
     try:
-        worker.wait("ready", 120)
-        reader.start()
-        reader.wait_assigned(60)
-        sent, send_started, send_seconds = paced_send(bench, input_topic, records, rate)
-        # the events of the last records arrive within about a commit interval or two
-        reader.wait_quiet(quiet_s=3.0, limit_s=60.0)
+        processor.wait("ready", 120)
+        reader.wait("ready", 60)
+        sender = Worker(
+            f"sender-{tag}",
+            sys.executable,
+            "send",
+            {**common, "topic": input_topic, "rate": rate, "count": count, "seed": a.seed,
+             "keys": a.keys, "instance_bytes": a.instance_bytes},
+            bench.logs / f"sender-{tag}.log",
+        )  # fmt: skip
+        with progress(bench.console) as bar:
+            task = bar.add_task(f"latency @ {rate:,.0f}/s", total=count, note="committed")
+            tick = bench.committed_ticker(bar, task, app_id, input_topic)
+            sent = sender.wait("result", a.latency_seconds * 4 + 300, tick)
+            # the events of the last records arrive within a commit interval or two
+            reader.wait("quiet", 120, tick)
+    finally:
+        if sender is not None:
+            sender.stop()
+        reader.signal(signal.SIGTERM)
+        processor.signal(signal.SIGTERM)
+    try:
+        reader.wait("result", 60)
+        result = processor.wait("result", 60)
     finally:
         reader.stop()
-        worker.signal(signal.SIGTERM)
-    try:
-        result = worker.wait("result", 60)
-    finally:
-        worker.stop()
-    # the first seconds hold the start-up (first fetches, first transaction to each
-    # output partition): steady state only, the timeline keeps everything
+        processor.stop()
+    return summarize(bench, share, rate, basis, sent, samples, result)
+
+
+def summarize(
+    bench: Bench,
+    share: float,
+    rate: float,
+    basis: str,
+    sent: dict[str, Any],
+    samples_path: Path,
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    a = bench.args
+    pairs = [tuple(map(float, line.split())) for line in samples_path.read_text().splitlines()]
+    # the first seconds hold the start-up (first fetches, first transaction to each output
+    # partition): steady state only; the timeline keeps everything
     warmup_s = min(3.0, a.latency_seconds / 4)
-    warmup_ms = (send_started + warmup_s) * 1000
-    samples = sorted(lat for sent_ms, lat in reader.samples if sent_ms >= warmup_ms)
+    start_ms = sent["started_wall"] * 1000
+    samples = sorted(lat for sent_ms, lat in pairs if sent_ms >= start_ms + warmup_s * 1000)
     if not samples:
         raise StepError("the latency run saw no events")
     metrics = result.get("metrics", {})
     commits = metrics.get("tmf_events_commit_duration_seconds_count", 0)
     by_second: dict[int, list[float]] = {}
-    for sent_ms, lat in reader.samples:
-        by_second.setdefault(int(sent_ms / 1000 - send_started), []).append(lat)
-    timeline = []
-    for second in sorted(by_second):
-        values = sorted(by_second[second])
-        timeline.append(
-            {
-                "second": second,
-                "events": len(values),
-                "p50_ms": percentile(values, 50),
-                "p99_ms": percentile(values, 99),
-            }
-        )
+    for sent_ms, lat in pairs:
+        by_second.setdefault(int((sent_ms - start_ms) / 1000), []).append(lat)
+    timeline = [
+        {"second": s, "events": len(v), "p50_ms": percentile(sorted(v), 50),
+         "p99_ms": percentile(sorted(v), 99)}
+        for s, v in sorted(by_second.items())
+    ]  # fmt: skip
     return {
         "share_of_max": share,
         "rate_target": rate,
-        "rate_achieved": sent / send_seconds if send_seconds > 0 else 0.0,
-        "records_sent": sent,
-        "events_seen": len(reader.samples),
+        "rate_achieved": sent["sent"] / sent["seconds"] if sent["seconds"] > 0 else 0.0,
+        "records_sent": sent["sent"],
+        "events_seen": len(pairs),
         "events_measured": len(samples),
         "warmup_s": warmup_s,
         "rate_basis": basis,
@@ -119,136 +137,51 @@ def latency(bench: Bench, share: float = 0.5) -> dict[str, Any]:
         "p99_ms": percentile(samples, 99),
         "max_ms": samples[-1],
         "mean_ms": sum(samples) / len(samples),
-        "processor_histogram": {k: v for k, v in metrics.items() if "end_to_end_latency" in k},
+        "processor_event_to_commit": histogram_quantiles(metrics),
         "processor_committed_records": result.get("records_in"),
         "transactions": int(commits),
-        "avg_commit_s": (
-            metrics["tmf_events_commit_duration_seconds_sum"] / commits if commits else None
+        "avg_commit_ms": (
+            metrics["tmf_events_commit_duration_seconds_sum"] / commits * 1000 if commits else None
         ),
         "avg_batch_records": (result.get("records_in") or 0) / commits if commits else None,
         "timeline": timeline,
     }
 
 
-def paced_send(
-    bench: Bench, topic: str, records: list[SyntheticRecord], rate: float
-) -> tuple[int, float, float]:
-    """Produce `records` at `rate`/s with `observedAt` and the record timestamp set to the
-    send time; return (acknowledged, send start on the wall clock, seconds)."""
-    producer = Producer(bench.producer_config())
-    acked = [0]
-
-    def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-        if err is None:
-            acked[0] += 1
-
-    bucket = TokenBucket(rate)
-    started_wall = time.time()
-    started = time.monotonic()
-    with progress(bench.console) as bar:
-        task = bar.add_task(f"latency @ {rate:,.0f}/s", total=len(records), note="sent")
-        for i, rec in enumerate(records):
-            delay = bucket.wait_time()
-            while delay > 0:
-                producer.poll(delay)
-                delay = bucket.wait_time()
-            bucket.take()
-            now_ms = int(time.time() * 1000)
-            while True:
-                try:
-                    producer.produce(
-                        topic,
-                        value=with_observed_at(rec.value, now_ms),
-                        key=rec.key,
-                        timestamp=now_ms,
-                        on_delivery=on_delivery,
-                    )
-                    break
-                except BufferError:
-                    producer.poll(0.01)
-            if i % 500 == 0:
-                producer.poll(0)
-                bar.update(task, completed=i)
-        producer.flush(60)
-        bar.update(task, completed=len(records))
-    return acked[0], started_wall, time.monotonic() - started
+def histogram_quantiles(metrics: dict[str, float]) -> dict[str, float | None]:
+    """p50 / p99 (ms, the upper bound of the bucket they fall in) of the processor's
+    event time → commit histogram."""
+    prefix = "tmf_events_end_to_end_latency_seconds_bucket{le="
+    buckets = sorted(
+        (float(k[len(prefix) : -1]), v) for k, v in metrics.items() if k.startswith(prefix)
+    )
+    total = buckets[-1][1] if buckets else 0
+    out: dict[str, float | None] = {"p50_ms": None, "p99_ms": None}
+    for q, name in ((0.5, "p50_ms"), (0.99, "p99_ms")):
+        for bound, cumulative in buckets:
+            if total and cumulative >= q * total:
+                out[name] = bound * 1000
+                break
+    return out
 
 
-class LatencyReader:
-    """A read_committed consumer of the event topics: per event (its ce_time in ms, arrival
-    minus ce_time in ms). ce_time is the input's observedAt, which the sender set to the
-    send time."""
-
-    def __init__(self, bootstrap: str, topics: list[str], kafka: dict[str, Any]) -> None:
-        self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"latency-reader-{uuid.uuid4().hex[:8]}",
-                "isolation.level": "read_committed",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 10,  # do not add the reader's own fetch wait
-                **kafka,
-            }
-        )
-        self.topics = topics
-        self.samples: list[tuple[float, float]] = []
-        self.last_seen = time.monotonic()
-        self.assigned = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="latency-reader")
-
-    def start(self) -> None:
-        self.consumer.subscribe(self.topics, on_assign=lambda _c, _p: self.assigned.set())
-        self._thread.start()
-
-    def wait_assigned(self, timeout: float) -> None:
-        if not self.assigned.wait(timeout):
-            raise StepError("the latency reader got no partitions")
-        time.sleep(0.5)  # let it fetch its start offsets
-
-    def _run(self) -> None:
-        samples = self.samples
-        while not self._stop.is_set():
-            msgs = self.consumer.consume(1000, 0.05)
-            now_ms = time.time() * 1000
-            for msg in msgs:
-                if msg.error() is not None:
-                    continue
-                headers: list[tuple[str, bytes | None]] = msg.headers() or []  # type: ignore[assignment]
-                for name, value in headers:
-                    if name == "ce_time" and value is not None:
-                        sent_ms = parse_ms(value.decode())
-                        samples.append((sent_ms, now_ms - sent_ms))
-                        break
-            if msgs:
-                self.last_seen = time.monotonic()
-
-    def wait_quiet(self, quiet_s: float, limit_s: float) -> None:
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline and time.monotonic() - self.last_seen < quiet_s:
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(10)
-        self.consumer.close()
-
-
-def parse_ms(text: str) -> float:
-    return datetime.fromisoformat(text).timestamp() * 1000
-
-
-def with_observed_at(value: bytes | None, now_ms: int) -> bytes | None:
-    """The change record with its envelope's observedAt set to `now_ms` (a tombstone has
-    none: its time is the record timestamp)."""
-    if value is None:
-        return None
-    marker = b'"observedAt":"'
-    i = value.find(marker)
-    if i < 0:
-        return value
-    start = i + len(marker)
-    end = value.index(b'"', start)
-    return value[:start] + rfc3339_ms(now_ms).encode() + value[end:]
+def hops(bench: Bench) -> dict[str, Any]:
+    """One broker hop, as the processor's input consumer and as the reader fetch."""
+    topic = f"{bench.run_id}.hop"
+    bench.create_topics([topic])
+    out: dict[str, Any] = {}
+    for who, wait in _FETCH_WAITS.items():
+        worker = Worker(
+            f"hop-{who}",
+            sys.executable,
+            "hop",
+            {"bootstrap": bench.bootstrap, "topic": topic, "kafka": bench.kafka,
+             "fetch_wait_ms": wait},
+            bench.logs / f"hop-{who}.log",
+        )  # fmt: skip
+        try:
+            result = worker.wait("result", 120)
+        finally:
+            worker.stop()
+        out[who] = {"fetch_wait_ms": wait, "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"]}
+    return {"hops": out}

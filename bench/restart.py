@@ -171,7 +171,7 @@ def sample_states(seed: int, instance_bytes: int, keys: int = 1000) -> list[Stat
         record = InputRecord("inventory.changes", 0, offset, rec.timestamp_ms, rec.key, rec.value)
         task.process(record)
     # The changelog values (with their last event), as the processor would write them.
-    states = [decode_state(encoded) for _, _, encoded in task.changelog()]
+    states = [decode_state(write["value"]) for write in task.changelog()]
     if not states:
         raise StepError("the synthetic history left no state")
     return states

@@ -52,7 +52,7 @@ from bench.common import (
     loadavg,
     progress,
 )
-from bench.latency import latency
+from bench.latency import hops, latency
 from bench.profile import profile
 from bench.report import evaluate, outcome_counts, print_report
 from bench.restart import restart
@@ -109,12 +109,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--skip",
         default="",
-        help="comma-separated steps to leave out: passthrough,tmf,quix,latency,profile,restart",
+        help="steps to leave out (comma-separated): passthrough,floor,tmf,quix,latency,profile,"
+        "restart",
     )
     p.add_argument(
         "--quix-python",
         type=Path,
         help=f"interpreter with quixstreams installed (default: {QUIX_VENV.name}, made on use)",
+    )
+    p.add_argument(
+        "--compare",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also run the tmf-events of another checkout (its .venv) side by side",
     )
     p.add_argument("--py-spy", dest="py_spy", help="py-spy executable (default: found on PATH)")
     p.add_argument("--output", type=Path, default=RESULTS / "latest.json", help="JSON report")
@@ -129,7 +136,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.latency_low is None:
         args.latency_low = 0.0 if args.quick else 0.25
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    unknown = args.skip - {"passthrough", "tmf", "quix", "latency", "profile", "restart"}
+    unknown = args.skip - {"passthrough", "floor", "tmf", "quix", "latency", "profile", "restart"}
     if unknown:
         p.error(f"unknown steps in --skip: {', '.join(sorted(unknown))}")
     extra: dict[str, Any] = {}
@@ -298,7 +305,13 @@ class Bench:
         }
 
     def throughput(
-        self, name: str, python: Path | str, mode: str, group: str, extra: dict[str, Any]
+        self,
+        name: str,
+        python: Path | str,
+        mode: str,
+        group: str,
+        extra: dict[str, Any],
+        repo: Path | None = None,
     ) -> dict[str, Any]:
         a = self.args
         timeout = max(180.0, a.records / 200)
@@ -314,7 +327,8 @@ class Bench:
             "kafka": self.kafka,
             **extra,
         }
-        worker = Worker(name, python, mode, worker_args, self.logs / f"{name}.log")
+        log = self.logs / f"{name}.log"
+        worker = Worker(name, python, mode, worker_args, log, *([repo] if repo else []))
         with progress(self.console) as bar:
             task = bar.add_task(name, total=a.records, note="committed")
             tick = self.committed_ticker(bar, task, group, self.input_topic)
@@ -341,10 +355,17 @@ class Bench:
             {"output_topic": out},
         )  # fmt: skip
 
-    def tmf(self) -> dict[str, Any]:
-        app_id = f"{self.run_id}-tmf"
+    def floor(self) -> dict[str, Any]:
+        app_id = f"{self.run_id}-floor"
         topics = self.tmf_topics(app_id, self.input_topic)
-        result = self.throughput("tmf-events", sys.executable, "tmf", app_id, topics)
+        return self.throughput("floor", sys.executable, "floor", app_id, topics)
+
+    def tmf(self, checkout: Path | None = None) -> dict[str, Any]:
+        name = "tmf-events" if checkout is None else "tmf-events (compared)"
+        app_id = f"{self.run_id}-tmf" if checkout is None else f"{self.run_id}-tmf-compared"
+        topics = self.tmf_topics(app_id, self.input_topic)
+        python = sys.executable if checkout is None else checkout / ".venv" / "bin" / "python"
+        result = self.throughput(name, python, "tmf", app_id, topics, checkout)
         metrics = result.pop("metrics", {})
         result["events_out"] = int(
             sum(v for k, v in metrics.items() if k.startswith("tmf_events_events_emitted_total"))
@@ -405,9 +426,13 @@ class Bench:
             if "input" not in self.report["steps"]:
                 return self.report
             self.step("passthrough", self.passthrough)
+            self.step("floor", self.floor)
             self.step("tmf-events", self.tmf, skip_as="tmf")
+            if a.compare:
+                self.step("tmf-events (compared)", lambda: self.tmf(a.compare.resolve()))
             self.step("quix", self.quix)
             self.step("latency", lambda: latency(self))
+            self.step("broker-hop", lambda: hops(self), skip_as="latency")
             if a.latency_low:
                 self.step("latency-low", lambda: latency(self, a.latency_low), skip_as="latency")
             self.step("profile", lambda: profile(self))

@@ -2,8 +2,9 @@
 
     python bench/worker.py MODE 'JSON arguments'
 
-Modes: `passthrough`, `quix` (run from the Quix virtualenv), `tmf` (the real Processor) and
-`restart` (time to ready with a pre-filled changelog, then resident memory per key). The
+Modes: `passthrough`, `floor` (bench/peers/floor.py), `quix` (run from the Quix virtualenv),
+`tmf` (the real Processor), `restart` (time to ready with a pre-filled changelog, then
+resident memory per key), and the latency run's `send`, `read` and `hop` (bench/latency_io.py). The
 worker prints JSON lines on stdout: `{"event": "ready", ...}` when the processor is ready,
 `{"event": "first", ...}` at its first commit when asked (the profiler attaches then), and
 `{"event": "result", ...}` last. Everything else (logs) goes to stderr.
@@ -75,12 +76,26 @@ def run_passthrough_mode(args: dict[str, Any]) -> dict[str, Any]:
         timeout_s=args["timeout_s"],
         kafka_config=args.get("kafka") or {},
     )
+    return _peer(result)
+
+
+def _peer(result: Any) -> dict[str, Any]:
     return {
         "records_in": result.records_in,
         "records_out": result.records_out,
         "seconds": result.seconds,
         "records_per_s": result.records_per_s,
     }
+
+
+def run_floor_mode(args: dict[str, Any]) -> dict[str, Any]:
+    """The I/O floor (bench/peers/floor.py): its output is prepared before the clock starts."""
+    from bench.peers.floor import job_output, run_floor
+
+    settings = _settings(args)
+    output = job_output(settings)
+    result = run_floor(settings, output, expected=args["expected"], timeout_s=args["timeout_s"])
+    return {**_peer(result), "distinct_events": len(output.events)}
 
 
 def run_quix_mode(args: dict[str, Any]) -> dict[str, Any]:
@@ -99,13 +114,7 @@ def run_quix_mode(args: dict[str, Any]) -> dict[str, Any]:
         commit_interval_s=args["commit_interval_ms"] / 1000,
         kafka_config=args.get("kafka") or {},
     )
-    return {
-        "records_in": result.records_in,
-        "records_out": result.records_out,
-        "seconds": result.seconds,
-        "records_per_s": result.records_per_s,
-        "quixstreams": quixstreams.__version__,
-    }
+    return {**_peer(result), "quixstreams": quixstreams.__version__}
 
 
 # -- tmf-events ------------------------------------------------------------------------------
@@ -225,14 +234,14 @@ def run_restart_mode(args: dict[str, Any]) -> dict[str, Any]:
     and once more after the store is dropped (what the keys alone held).
     """
     from processor.logs import setup_logging
+    from processor.loop import Processor  # the processor's modules, before the first RSS
 
     setup_logging("text", "WARNING")
-    processor_class = _bench_processor(None)  # imports the processor's modules
     settings = _settings(args)
     settle_memory()
     rss_before = rss_bytes()
     stop = threading.Event()
-    processor = processor_class(settings, stop=stop, create_topics=False)
+    processor = Processor(settings, stop=stop, create_topics=False)
     _watch(stop, args["timeout_s"])
     thread = threading.Thread(target=processor.run, name="processor", daemon=True)
     run_started = time.monotonic()
@@ -248,25 +257,25 @@ def run_restart_mode(args: dict[str, Any]) -> dict[str, Any]:
         time.sleep(0.005)
     rss_ready = rss_bytes()
     # Closing the consumer revokes its partitions, and a revoke drops their state: keep the
-    # restored partitions' maps referenced and touch them through a store of our own.
+    # restored partitions' maps referenced and decode every entry with the store's form.
     form = processor.store.form
-    partitions = dict(processor.store.partitions)
+    held = dict(processor.store.partitions)
     stop_started = time.monotonic()
     stop.set()
     thread.join(120)  # with state_dir the revoke writes the snapshots
     stop_seconds = time.monotonic() - stop_started
-    keys = sum(len(entries) for entries in partitions.values())
+    keys = sum(len(entries) for entries in held.values())
     settle_memory()
     rss_restored = rss_bytes()
     touch_started = time.monotonic()
-    for entries in partitions.values():
-        for key, held in entries.items():
-            form.load(key, held)
+    for entries in held.values():
+        for key, value in entries.items():
+            form.load(key, value)
     touch_seconds = time.monotonic() - touch_started
     settle_memory()
     rss_touched = rss_bytes()
     processor.store.partitions.clear()
-    partitions.clear()
+    held.clear()
     settle_memory()
     rss_dropped = rss_bytes()
     return {
@@ -287,8 +296,39 @@ def run_restart_mode(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# -- the ends of the latency run (bench/latency_io.py) --------------------------------------
+
+
+def run_send_mode(args: dict[str, Any]) -> dict[str, Any]:
+    from bench.latency_io import send_paced
+    from processor import clients
+    from processor.config import Settings
+
+    settings = Settings(bootstrap_servers=args["bootstrap"], instance_id="bench")
+    return send_paced(args, clients.plain_producer(settings, "bench-send"))
+
+
+def run_read_mode(args: dict[str, Any]) -> dict[str, Any]:
+    from bench.latency_io import read_events
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
+    samples = Path(args["samples"])
+    return read_events(args["bootstrap"], args["topics"], args["kafka"], samples, stop, emit)
+
+
+def run_hop_mode(args: dict[str, Any]) -> dict[str, Any]:
+    from bench.latency_io import broker_hop
+
+    return broker_hop(args["bootstrap"], args["topic"], args["kafka"], args["fetch_wait_ms"])
+
+
 MODES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "send": run_send_mode,
+    "read": run_read_mode,
+    "hop": run_hop_mode,
     "passthrough": run_passthrough_mode,
+    "floor": run_floor_mode,
     "quix": run_quix_mode,
     "tmf": run_tmf_mode,
     "restart": run_restart_mode,

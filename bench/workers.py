@@ -29,23 +29,31 @@ class Worker:
     """A `bench/worker.py` child: JSON lines from its stdout, its stderr in a log file."""
 
     def __init__(
-        self, name: str, python: Path | str, mode: str, args: dict[str, Any], log: Path
+        self,
+        name: str,
+        python: Path | str,
+        mode: str,
+        args: dict[str, Any],
+        log: Path,
+        repo: Path = REPO,
     ) -> None:
+        """`repo`: the checkout whose bench/worker.py runs (another one: a side-by-side
+        comparison with another version of the processor)."""
         self.name = name
         self.log = log
         log.parent.mkdir(parents=True, exist_ok=True)
         self._log_handle: IO[bytes] = log.open("wb")
         env = dict(os.environ)
-        env["PYTHONPATH"] = str(REPO)
+        env["PYTHONPATH"] = str(repo)
         env["PYTHONUNBUFFERED"] = "1"
         env.pop("VIRTUAL_ENV", None)
         self.spawned = time.monotonic()
         self.proc = subprocess.Popen(
-            [str(python), str(WORKER), mode, json.dumps(args)],
+            [str(python), str(repo / WORKER.relative_to(REPO)), mode, json.dumps(args)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log_handle,
-            cwd=REPO,
+            cwd=repo,
             env=env,
             text=True,
         )

@@ -244,6 +244,15 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_hub(args: argparse.Namespace) -> int:
+    from processor.hub.service import run_hub
+    from processor.logs import setup_logging
+
+    settings = _settings(args)
+    setup_logging(settings.log_format, settings.log_level)
+    return run_hub(settings)
+
+
 def cmd_latest(args: argparse.Namespace) -> int:
     import json
     import urllib.error
@@ -518,6 +527,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--count", type=_count(0), default=0, help="exit after this many events, 0: never"
     )
     p.set_defaults(func=cmd_tail)
+
+    p = command(
+        "hub",
+        [common, kafka],
+        "TMF notification hub: REST listeners register with POST /hub, get events POSTed",
+    )
+    p.set_defaults(func=cmd_hub)
 
     p = command("latest", [common], "print an instance's latest event")
     p.add_argument("id", help="instance id")

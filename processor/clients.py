@@ -119,6 +119,44 @@ def plain_producer(
     return build(settings, "producer", client_id, defaults, kept, bootstrap=bootstrap)
 
 
+def hub_member(settings: Settings) -> dict[str, Any]:
+    """A hub replica's membership in the hub's group on the output topics: it only learns
+    which output partitions this replica delivers from (it pauses them and reads nothing)."""
+    conf = build(
+        settings,
+        "consumer",
+        f"{settings.app_id}-hub-{settings.instance_id}",
+        {"partition.assignment.strategy": "cooperative-sticky"},
+    )
+    conf.update(
+        {
+            "group.id": f"{settings.app_id}-hub",
+            # Positions live in the hub topic, per subscription.
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    if settings.static_membership:
+        conf["group.instance.id"] = f"hub-{settings.instance_id}"
+    return conf
+
+
+def hub_cursor(settings: Settings, subscription_id: str) -> dict[str, Any]:
+    """One subscription's own reader of the output partitions a hub replica owns: a
+    `committed_reader` that buffers little, since a replica holds one per subscription."""
+    conf = committed_reader(settings, f"hub-{subscription_id}")
+    for name, value in {
+        "queued.max.messages.kbytes": 2048,
+        "fetch.max.bytes": 4 * 1024 * 1024,
+        "max.partition.fetch.bytes": 1024 * 1024,
+        "enable.partition.eof": False,
+    }.items():
+        if name not in settings.kafka or name == "enable.partition.eof":
+            conf[name] = value
+    return conf
+
+
 def admin(settings: Settings) -> dict[str, Any]:
     """An admin client: connection and security properties only."""
     return build(settings, "admin", f"{settings.app_id}-admin", {})

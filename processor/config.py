@@ -12,6 +12,7 @@ from pydantic import (
     BaseModel,
     Field,
     PrivateAttr,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -104,6 +105,25 @@ class Settings(BaseSettings):
     # events, a year by default); -1 keeps them forever.
     events_retention_ms: int = Field(default=365 * 24 * 3600 * 1000, ge=-1)
 
+    # `tmf-events hub` (processor/hub/): REST listeners subscribed the TMF way.
+    hub_topic: str = ""  # default: <app_id>-hub (compacted: subscriptions and positions)
+    # Callback hosts allowed although they resolve to loopback, private or link-local
+    # addresses: host names or CIDRs.
+    hub_allowed_callback_hosts: list[str] = Field(default_factory=list)
+    # Signs every delivery: X-Hub-Signature-256: sha256=<HMAC-SHA256 of the body, hex>.
+    hub_signing_secret: SecretStr | None = None
+    hub_request_timeout_ms: int = Field(default=10_000, ge=1)
+    hub_max_response_bytes: int = Field(default=64 * 1024, ge=0)
+    hub_retry_initial_ms: int = Field(default=500, ge=1)
+    hub_retry_max_ms: int = Field(default=60_000, ge=1)
+    # Continuous failure for this long pauses a subscription; paused ones are probed.
+    hub_pause_after_ms: int = Field(default=600_000, ge=0)
+    hub_probe_interval_ms: int = Field(default=60_000, ge=1)
+    # How often a subscription's delivery positions are written (a crash re-delivers at
+    # most this much).
+    hub_position_interval_ms: int = Field(default=1_000, ge=1)
+    hub_max_subscriptions: int = Field(default=100, ge=1)
+
     # Where each value came from (processor/origins.py), for failure messages.
     _origins: Origins = PrivateAttr(default_factory=Origins)
 
@@ -113,6 +133,14 @@ class Settings(BaseSettings):
         for path in value:
             if not path or any(not part for part in path.split(".")):
                 raise ValueError(f"private field path {path!r} has an empty segment")
+        return value
+
+    @field_validator("hub_allowed_callback_hosts")
+    @classmethod
+    def _callback_hosts(cls, value: list[str]) -> list[str]:
+        from processor.hub.callbacks import parse_allowed_hosts
+
+        parse_allowed_hosts(value)  # raises ValueError naming the entry
         return value
 
     @field_validator("kafka")
@@ -152,6 +180,17 @@ class Settings(BaseSettings):
             self.dlq_topic = f"{self.app_id}-dlq"
         if not self.source:
             self.source = f"urn:tmf-events:{self.app_id}"
+        if not self.hub_topic:
+            self.hub_topic = f"{self.app_id}-hub"
+        if self.hub_signing_secret is not None and not self.hub_signing_secret.get_secret_value():
+            self.hub_signing_secret = None  # an empty variable (compose's default) signs nothing
+        if self.hub_retry_initial_ms > self.hub_retry_max_ms:
+            raise problem(
+                f"hub_retry_initial_ms ({self.hub_retry_initial_ms}) must not exceed "
+                f"hub_retry_max_ms ({self.hub_retry_max_ms})",
+                "hub_retry_initial_ms",
+                hint="lower it or raise hub_retry_max_ms",
+            )
         if self.reporting_system.id is None:
             self.reporting_system.id = self.app_id
         txn_timeout = int(self.kafka.get("transaction.timeout.ms", 10000))

@@ -23,7 +23,6 @@ from confluent_kafka import (
 
 from processor import clients, native, positions
 from processor.config import Settings
-from processor.messages import OutMessage
 from processor.metrics import Metrics
 from processor.producer import TXN_TIMEOUT_S, AbortBatch, FatalError, TransactionalProducer
 from processor.records import InputRecord
@@ -224,9 +223,7 @@ class Processor:
         started = time.monotonic()
         try:
             producer.flush()
-            changelog = self.settings.changelog_topic
-            for p, key, value in task.changelog():
-                producer.produce(OutMessage(changelog, p, key.encode(), value, []))
+            producer.produce_batch(self.settings.changelog_topic, task.changelog())
             producer.flush()
             offsets = [TopicPartition(self.input, p, o) for p, o in task.offsets.items()]
             producer.commit(offsets, self.consumer.consumer_group_metadata())

@@ -112,6 +112,25 @@ class TransactionalProducer:
             except (KafkaException, SystemError) as exc:
                 self._raise_for(error_of(exc))
 
+    def produce_batch(self, topic: str, messages: list[dict[str, Any]]) -> None:
+        """Header-less messages (the changelog writes) in one client call each round; what the
+        local queue could not take is retried once deliveries have drained."""
+        pending = messages
+        while pending:
+            try:
+                queued = self.client.produce_batch(topic, pending)
+            except (KafkaException, SystemError) as exc:
+                self._raise_for(error_of(exc))
+            if queued == len(pending):
+                return
+            refused = [m for m in pending if "_error" in m]
+            for message in refused:
+                err: KafkaError = message.pop("_error")
+                if err.code() != KafkaError._QUEUE_FULL:
+                    self._raise_for(err)
+            self.client.poll(0.05)
+            pending = refused
+
     def flush(self) -> None:
         """Wait until the broker has acknowledged everything produced."""
         try:

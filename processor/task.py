@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import Counter as Tally
 from collections.abc import Container
 from dataclasses import dataclass, field
+from typing import Any
 
 from processor.config import Settings
 from processor.core import Core
@@ -93,9 +94,13 @@ class Task:
             return self.store.state(partition, key)
         return self.store.form.load(key, staged[0])
 
-    def changelog(self) -> list[tuple[int, str, bytes]]:
-        """The batch's changelog writes: (partition, key, value), one per changed key."""
-        return [(p, key, encoded) for (p, key), (_, encoded) in self.staged.items()]
+    def changelog(self) -> list[dict[str, Any]]:
+        """The batch's changelog writes, one per changed key, as `produce_batch` takes them:
+        to the changelog partition of the input partition's number."""
+        return [
+            {"partition": p, "key": key.encode(), "value": encoded}
+            for (p, key), (_, encoded) in self.staged.items()
+        ]
 
     def commit(self, owned: Container[int] | None = None) -> tuple[Tallies, set[int]]:
         """The batch committed: its staged states reach the store (of the partitions still

@@ -17,6 +17,12 @@ ENTITY_NAME: Final[dict[str, str]] = {"service": "Service", "resource": "Resourc
 #: TMF API number per entity type (TMF638 Service Inventory, TMF639 Resource Inventory).
 TMF_API: Final[dict[str, str]] = {"service": "tmf638", "resource": "tmf639"}
 
+#: The API name in the REST base paths (`/tmf-api/<name>/<version>`) per entity type.
+API_NAME: Final[dict[str, str]] = {
+    "service": "serviceInventoryManagement",
+    "resource": "resourceInventoryManagement",
+}
+
 #: TMF profiles the processor renders.
 TMF_VERSIONS: Final[tuple[str, ...]] = ("v4", "v5")
 

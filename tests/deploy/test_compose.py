@@ -168,13 +168,17 @@ def test_http_ports_match_healthcheck_and_scrape_targets(compose_model: dict[str
         job["job_name"]: {t for sc in job["static_configs"] for t in sc["targets"]}
         for job in prometheus["scrape_configs"]
     }
-    for command, job in (("run", "tmf-events-processor"), ("api", "tmf-events-api")):
+    jobs = (("run", "tmf-events-processor"), ("api", "tmf-events-api"), ("hub", "tmf-events-hub"))
+    for command, job in jobs:
         services = by_command(compose_model, command)
         assert targets[job] == {f"{name}:8080" for name in services}, job
     api = next(iter(by_command(compose_model, "api").values()))
     assert any(p["target"] == 8080 for p in api["ports"]), "the query API is published"
-    # On the host at the api's own default port: `tmf-events latest ID` needs no --url.
-    assert {str(p["published"]) for p in api["ports"]} == {str(HTTP_PORTS["api"])}
+    hub = next(iter(by_command(compose_model, "hub").values()))
+    assert any(p["target"] == 8080 for p in hub["ports"]), "the hub is published"
+    # On the host at each command's own default port: `tmf-events latest ID` needs no --url.
+    for command, svc in (("api", api), ("hub", hub)):
+        assert {str(p["published"]) for p in svc["ports"]} == {str(HTTP_PORTS[command])}
 
 
 def test_monitoring_services_mount_the_deploy_files(compose_model: dict[str, Any]) -> None:

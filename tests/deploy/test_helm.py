@@ -37,6 +37,7 @@ pytestmark = pytest.mark.deploy
 FAKE_SECRETS = {
     ("tmf-events-kafka-user", "username"): "svc-tmf-events",
     ("tmf-events-kafka-user", "password"): 'p@ss"w{o}rd\\ 12345',
+    ("tmf-events-hub", "signing-secret"): "listener-shared-secret",
 }
 
 
@@ -271,6 +272,8 @@ def test_configmap_and_env_build_valid_settings(
             settings = load_settings(path)
         if workload["kind"] == "StatefulSet":
             assert settings.instance_id == pod_name
+        if workload["metadata"]["name"].endswith("-hub"):
+            assert settings.instance_id == pod_name and settings.static_membership is False
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert settings.http_port == ports["http"]
         assert settings.bootstrap_servers == config["bootstrap_servers"]
@@ -438,7 +441,7 @@ def test_services_select_their_pods(manifests: list[Manifest]) -> None:
         assert port["targetPort"] == "http"
 
 
-def test_service_monitor_scrapes_processor_and_api_but_not_the_headless_service(
+def test_service_monitor_scrapes_processor_api_and_hub_but_not_the_headless_service(
     feature_manifests: list[Manifest],
 ) -> None:
     monitor = one(feature_manifests, "ServiceMonitor")
@@ -451,7 +454,7 @@ def test_service_monitor_scrapes_processor_and_api_but_not_the_headless_service(
         for s in find(feature_manifests, "Service")
         if labels_match(monitor["spec"]["selector"], s["metadata"]["labels"])
     }
-    assert scraped == {f"{RELEASE}-processor", f"{RELEASE}-api"}
+    assert scraped == {f"{RELEASE}-processor", f"{RELEASE}-api", f"{RELEASE}-hub"}
     jobs = {
         s["metadata"]["labels"][monitor["spec"]["jobLabel"]]
         for s in find(feature_manifests, "Service")

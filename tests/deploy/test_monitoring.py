@@ -41,8 +41,11 @@ HISTOGRAMS = {
     "tmf_events_end_to_end_latency_seconds",
     "tmf_events_restore_duration_seconds",
 }
+# The hub's series the alerts use (processor/hub/metrics.py).
+HUB_SERIES = {"tmf_events_hub_paused_subscriptions"}
 SERIES = (
-    COUNTERS
+    HUB_SERIES
+    | COUNTERS
     | GAUGES
     | {f"{h}_{suffix}" for h in HISTOGRAMS for suffix in ("bucket", "sum", "count")}
     | {"up"}
@@ -153,6 +156,13 @@ def test_the_contract_is_what_the_code_registers() -> None:
         for kind in ("counter", "gauge", "histogram")
     }
     assert by_type == {"counter": COUNTERS, "gauge": GAUGES, "histogram": HISTOGRAMS}
+
+
+def test_the_hub_series_the_alerts_use_are_registered() -> None:
+    from processor.hub.metrics import HubMetrics
+
+    names = {m.name for m in HubMetrics().registry.collect()}
+    assert names >= HUB_SERIES
 
 
 def test_queries_group_and_filter_by_labels_the_metrics_have() -> None:
@@ -269,4 +279,5 @@ def test_prometheus_rule_files_resolve_to_the_alerts() -> None:
     assert {j for j in jobs if re.fullmatch(pattern.group(1), j)} == {
         "tmf-events-processor",
         "tmf-events-api",
+        "tmf-events-hub",
     }

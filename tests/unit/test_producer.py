@@ -34,6 +34,7 @@ class FakeClient:
         self.calls: list[str] = []
         self.produced: list[tuple[Any, ...]] = []
         self.unflushed = 0
+        self.room: int | None = None  # how many messages the next produce_batch takes
 
     def _call(self, name: str) -> None:
         self.calls.append(name)
@@ -53,6 +54,17 @@ class FakeClient:
     def produce(self, *args: Any, **kwargs: Any) -> None:
         self._call("produce")
         self.produced.append((*args, kwargs.get("headers")))
+
+    def produce_batch(self, topic: str, messages: list[dict[str, Any]]) -> int:
+        self._call("produce_batch")
+        room = self.room if self.room is not None else len(messages)
+        for i, message in enumerate(messages):
+            if i < room:
+                self.produced.append((topic, message["partition"], message["key"]))
+            else:
+                message["_error"] = KafkaError(KafkaError._QUEUE_FULL, "queue full")
+        self.room = None
+        return min(room, len(messages))
 
     def poll(self, _timeout: float) -> int:
         self.calls.append("poll")
@@ -249,6 +261,27 @@ def test_a_full_local_queue_waits_for_deliveries() -> None:
     h.producer.produce(MESSAGE)
     assert h.client.calls == ["produce", "poll", "produce", "poll", "produce"]
     assert len(h.client.produced) == 1
+
+
+def test_a_batch_the_local_queue_cannot_take_at_once_is_retried_after_a_poll() -> None:
+    h = Harness()
+    h.client.room = 2
+    messages = [{"partition": i % 2, "key": f"k{i}".encode(), "value": b"v"} for i in range(5)]
+    h.producer.produce_batch("changelog", messages)
+    assert h.client.calls == ["produce_batch", "poll", "produce_batch"]
+    assert [key for _, _, key in h.client.produced] == [f"k{i}".encode() for i in range(5)]
+    assert not any("_error" in m for m in messages)
+
+
+def test_a_batch_refused_for_another_reason_is_classified() -> None:
+    h = Harness()
+
+    def refuse(client: FakeClient) -> None:
+        raise kafka(KafkaError._FENCED)
+
+    h.fail["produce_batch"] = [refuse]
+    with pytest.raises(FatalError):
+        h.producer.produce_batch("changelog", [{"partition": 0, "key": b"k", "value": b"v"}])
 
 
 def test_an_abort_the_broker_does_not_answer_starts_a_new_client() -> None:

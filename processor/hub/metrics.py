@@ -1,0 +1,82 @@
+"""Prometheus metrics of `tmf-events hub` (each replica reports what it does itself)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from processor.metrics import package_version
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+
+
+class HubMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.deliveries = Counter(
+            "tmf_events_hub_deliveries",
+            "Delivery attempts to listeners by outcome (delivered: a 2xx answer; failed: "
+            "anything else, retried)",
+            ["entity_type", "event_type", "outcome"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "tmf_events_hub_retries",
+            "Delivery attempts that repeated a failed one",
+            ["entity_type"],
+            registry=r,
+        )
+        self.uncertain = Counter(
+            "tmf_events_hub_uncertain_deliveries",
+            "Failed attempts whose request was sent but got no answer: the listener may have "
+            "the event, and the retry may be a copy",
+            ["entity_type"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "tmf_events_hub_delivery_latency_seconds",
+            "From the event's write to Kafka to the listener's 2xx answer",
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "tmf_events_hub_request_duration_seconds",
+            "Duration of one POST to a listener, answered or not",
+            buckets=_SECONDS,
+            registry=r,
+        )
+        self.paused = Gauge(
+            "tmf_events_hub_paused_subscriptions",
+            "Subscriptions this replica has paused after failing for hub_pause_after_ms",
+            registry=r,
+        )
+        self.backlog = Gauge(
+            "tmf_events_hub_backlog_records",
+            "Output records not yet delivered (or skipped) per subscription, in the partitions "
+            "this replica owns",
+            ["subscription"],
+            registry=r,
+        )
+        self.subscriptions = Gauge(
+            "tmf_events_hub_subscriptions",
+            "Registered subscriptions (every replica knows all of them)",
+            registry=r,
+        )
+        self.owned_partitions = Gauge(
+            "tmf_events_hub_owned_partitions",
+            "Output partitions this replica delivers from",
+            registry=r,
+        )
+        self.registrations = Counter(
+            "tmf_events_hub_registrations",
+            "POST /hub and DELETE /hub/{id} requests by outcome",
+            ["operation", "outcome"],
+            registry=r,
+        )
+        self.ready = Gauge(
+            "tmf_events_hub_ready", "1 when the hub has read its whole topic", registry=r
+        )
+        self.build_info = Gauge(
+            "tmf_events_hub_build_info", "Build information", ["version"], registry=r
+        )
+        self.build_info.labels(package_version()).set(1)

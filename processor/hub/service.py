@@ -1,0 +1,152 @@
+"""`tmf-events hub`: the parts put together, and how the command fails.
+
+Start-up: bind the HTTP port (busy: exit 2 naming `http_port`), check that the output topics
+exist and create the hub topic (no answer from Kafka in time: exit 4), read the hub topic,
+serve HTTP and join the group. SIGTERM: workers write their positions, the replica leaves
+the group, exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Mapping
+
+from confluent_kafka import KafkaError, KafkaException
+
+from processor.config import Settings
+from processor.http import Answer, HttpServer, Request, problem
+from processor.hub.callbacks import Resolver, parse_allowed_hosts, system_resolver
+from processor.hub.dispatch import Dispatcher
+from processor.hub.metrics import HubMetrics
+from processor.hub.routes import HubRoutes
+from processor.hub.store import HubSetupError, HubStore, ensure_hub_topic
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_KAFKA_FATAL, EXIT_KAFKA_UNREACHABLE = 0, 1, 2, 3, 4
+_UNREACHABLE = {
+    KafkaError._TRANSPORT,
+    KafkaError._TIMED_OUT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._RESOLVE,
+}
+
+
+class Hub:
+    def __init__(self, settings: Settings, resolve: Resolver = system_resolver) -> None:
+        self.settings = settings
+        self.resolve = resolve
+        self.metrics = HubMetrics()
+        self.allowed = parse_allowed_hosts(settings.hub_allowed_callback_hosts)
+        self.topics = [settings.topic_for(t) for t in settings.entity_types]
+        self.stop_event = threading.Event()
+        self.store: HubStore | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.routes: HubRoutes | None = None
+
+    def prepare(self) -> Mapping[str, int]:
+        """Topics checked and created, the hub topic followed; raises HubSetupError or
+        KafkaException."""
+        partitions = ensure_hub_topic(self.settings, self.topics)
+        store = self.store = HubStore(self.settings).start()
+        dispatcher = self.dispatcher = Dispatcher(
+            self.settings, store, self.metrics, self.allowed, self.resolve, self.topics
+        )
+        self.routes = HubRoutes(
+            self.settings,
+            store,
+            self.metrics,
+            self.allowed,
+            self.resolve,
+            partitions,
+            forget=dispatcher.forget,
+            poke=dispatcher.wake.set,
+        )
+        return partitions
+
+    def handle(self, request: Request) -> Answer:
+        if self.routes is None or self.store is None or not self.store.caught_up:
+            return Answer.of(problem(503, "Service Unavailable", "the hub is starting"))
+        return self.routes(request)
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.store is None:
+            return False, "starting"
+        ok, detail = self.store.ready()
+        self.metrics.ready.set(1 if ok else 0)
+        return ok, detail
+
+    def health(self) -> tuple[bool, str]:
+        if self.store is None or self.dispatcher is None:
+            return True, "starting"
+        import time
+
+        idle = time.monotonic() - self.store.heartbeat
+        if idle >= 60:
+            return False, f"hub topic follower last turned {idle:.0f} s ago"
+        return self.dispatcher.health()
+
+    def run(self) -> None:
+        assert self.dispatcher is not None and self.store is not None
+        try:
+            self.dispatcher.run(self.stop_event)
+        finally:
+            self.store.stop()
+
+
+def run_hub(settings: Settings) -> int:
+    """The command: exit codes 0 (stopped), 2 (configuration), 3 (fatal Kafka error),
+    4 (Kafka unreachable at start-up)."""
+    import signal
+
+    port = settings.port_for("hub")
+    hub = Hub(settings)
+    try:
+        server = HttpServer(
+            port, hub.metrics.registry, hub.health, hub.readiness, routes=hub.handle
+        )
+    except OSError as exc:
+        _fail(f"cannot listen on port {port} ({exc.strerror}): set http_port to a free port")
+        return EXIT_CONFIG
+    try:
+        hub.prepare()
+    except HubSetupError as exc:
+        server.httpd.server_close()
+        _fail(str(exc))
+        return EXIT_CONFIG
+    except KafkaException as exc:
+        server.httpd.server_close()
+        err = exc.args[0] if exc.args else None
+        code = err.code() if isinstance(err, KafkaError) else None
+        text = err.str() if isinstance(err, KafkaError) else str(exc)
+        if code in _UNREACHABLE:
+            _fail(
+                f"cannot reach Kafka at {settings.bootstrap_servers} ({text}): check "
+                "bootstrap_servers"
+            )
+            return EXIT_KAFKA_UNREACHABLE
+        _fail(f"Kafka at {settings.bootstrap_servers}: {text}")
+        return EXIT_KAFKA_FATAL
+
+    def _stop(_signum: int, _frame: object) -> None:
+        hub.stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    server.start()
+    log.info("tmf-events hub listening on port %s", server.port)
+    print(f"tmf-events hub listening on port {server.port}", file=sys.stderr)
+    try:
+        hub.run()
+    except KafkaException as exc:
+        _fail(f"fatal Kafka error: {exc}")
+        return EXIT_KAFKA_FATAL
+    finally:
+        server.stop()
+    return EXIT_OK
+
+
+def _fail(text: str) -> None:
+    print(f"tmf-events hub: {text}", file=sys.stderr)
