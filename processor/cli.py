@@ -246,11 +246,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 def cmd_hub(args: argparse.Namespace) -> int:
     from processor.hub.service import run_hub
-    from processor.logs import setup_logging
 
-    settings = _settings(args)
-    setup_logging(settings.log_format, settings.log_level)
-    return run_hub(settings)
+    return run_hub(_settings(args))
 
 
 def cmd_latest(args: argparse.Namespace) -> int:

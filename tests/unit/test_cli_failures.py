@@ -49,7 +49,8 @@ def busy_port() -> Iterator[int]:
 
 
 @pytest.mark.parametrize(
-    "args", [["run"], ["topics"], ["api"], ["tail"], ["load", "--quiet", "--count", "10"]]
+    "args",
+    [["run"], ["topics"], ["api"], ["hub"], ["tail"], ["load", "--quiet", "--count", "10"]],
 )
 def test_an_unreachable_broker_ends_the_command_with_4(args: list[str]) -> None:
     bootstrap = f"127.0.0.1:{free_port()}"
@@ -97,7 +98,7 @@ def test_debug_adds_the_traceback_before_the_line() -> None:
 # -- the HTTP port --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("command", ["run", "api"])
+@pytest.mark.parametrize("command", ["run", "api", "hub"])
 def test_a_busy_port_names_http_port_and_exits_2(command: str, busy_port: int) -> None:
     fields = {"bootstrap_servers": f"127.0.0.1:{free_port()}", "http_port": busy_port}
 

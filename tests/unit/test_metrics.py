@@ -5,6 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from processor.hub.metrics import HubMetrics
 from processor.metrics import Metrics
 
 NOW = 1_800_000_000.0
@@ -49,7 +50,7 @@ def test_bulk_latencies_count_every_event() -> None:
     assert (count, le_25ms) == (2.0, 1.0)
 
 
-def _series(metrics: Metrics, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+def _series(metrics: Metrics | HubMetrics, name: str) -> dict[tuple[tuple[str, str], ...], float]:
     return {
         tuple(sorted(s.labels.items())): s.value
         for family in metrics.registry.collect()
@@ -88,3 +89,18 @@ def test_events_start_at_zero_for_the_profile_and_the_enabled_entity_types() -> 
         "ServiceOperatingStatusChangeEvent",
         "ServiceDeleteEvent",
     }
+
+
+def test_the_hubs_known_series_start_at_zero() -> None:
+    hub = HubMetrics()
+    hub.start_at_zero("v4", ["service"])
+    deliveries = _series(hub, "tmf_events_hub_deliveries_total")
+    assert len(deliveries) == 4 * 2 and set(deliveries.values()) == {0.0}
+    assert (
+        ("entity_type", "service"),
+        ("event_type", "ServiceDeleteEvent"),
+        ("outcome", "failed"),
+    ) in deliveries
+    registrations = _series(hub, "tmf_events_hub_registrations_total")
+    assert (("operation", "register"), ("outcome", "created")) in registrations
+    assert _series(hub, "tmf_events_hub_retries_total") == {(("entity_type", "service"),): 0.0}
