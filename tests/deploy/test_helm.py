@@ -402,6 +402,8 @@ def test_pods_run_non_root_with_a_read_only_root(manifests: list[Manifest]) -> N
         assert pod["runAsUser"] != 0
         assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
         assert spec["automountServiceAccountToken"] is False
+        # No Service links: Services named tmf-events-* would inject TMF_EVENTS_* variables.
+        assert spec["enableServiceLinks"] is False
         (container,) = containers(workload)
         ctx = container["securityContext"]
         assert ctx["readOnlyRootFilesystem"] is True
