@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import IO, Any, Self
 
 import orjson
 from confluent_kafka import (
@@ -65,6 +65,7 @@ __all__ = [
     "replay_lines",
     "run_cli",
     "send",
+    "spawn_cli",
     "wait_consumed",
 ]
 
@@ -200,6 +201,25 @@ def run_cli(
         text=True,
         timeout=timeout,
         check=False,
+    )
+
+
+def spawn_cli(
+    args: Sequence[str],
+    *,
+    fields: Mapping[str, Any] | None = None,
+    stdout: IO[bytes],
+    stderr: IO[bytes] | int = subprocess.STDOUT,
+) -> subprocess.Popen[bytes]:
+    """Start one `tmf-events` command that runs until stopped (`api`, `tail`, ...); its
+    output goes to `stdout` (a file the test reads while it runs) and `stderr`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "processor.cli", *args],
+        env=cli_env(fields),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
     )
 
 

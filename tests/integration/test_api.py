@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -51,12 +49,12 @@ from tests.processes import (
     REPO,
     ProcessorThread,
     Send,
-    cli_env,
     end_offsets,
     processor_fields,
     read_input,
     run_cli,
     send,
+    spawn_cli,
     wait_consumed,
 )
 from tests.schema_check import assert_valid_event
@@ -540,14 +538,7 @@ def test_api_command_serves_the_same_answers(world: World, tmp_path: Path) -> No
     fields["instance_id"] = "api-cli"
     log_path = tmp_path / "api.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "processor.cli", "api"],
-            env=cli_env(fields),
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = spawn_cli(["api"], fields=fields, stdout=log)
     try:
         found = wait_until(
             lambda: (
@@ -700,14 +691,7 @@ def test_api_exits_4_when_its_brokers_are_gone_for_good(
     create_topics(settings.bootstrap_servers, {settings.changelog_topic: 1})
     log_path = tmp_path / "api.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "processor.cli", "api"],
-            env=cli_env(fields),
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = spawn_cli(["api"], fields=fields, stdout=log)
     try:
 
         def up() -> bool:

@@ -7,8 +7,6 @@ The commands run as child processes (`python -m processor.cli`), configured thro
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -20,12 +18,10 @@ from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[at
 from processor.config import Settings
 from tests.kafka_helpers import Broker, Record, consume_all, create_topics, wait_until
 from tests.processes import (
-    REPO,
     PacedLoad,
     ProcessorProcess,
     ProcessorThread,
     Send,
-    cli_env,
     committed_offsets,
     end_offsets,
     expected,
@@ -33,6 +29,7 @@ from tests.processes import (
     read_input,
     run_cli,
     send,
+    spawn_cli,
 )
 from tests.schema_check import assert_valid_event
 
@@ -222,14 +219,7 @@ def test_tail_prints_each_committed_event_and_stops_on_sigterm(
     assert run_cli(["topics", "--partitions", "2"], fields=fields, timeout=60).returncode == 0
     out_path, err_path = tmp_path / "tail.out", tmp_path / "tail.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
-        tail = subprocess.Popen(
-            [sys.executable, "-m", "processor.cli", "tail"],
-            env=cli_env(fields),
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-        )
+        tail = spawn_cli(["tail"], fields=fields, stdout=out, stderr=err)
     try:
         wait_until(
             lambda: out_path.read_text().startswith("time") or tail.poll() is not None,

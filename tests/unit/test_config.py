@@ -378,22 +378,33 @@ def test_json_is_asked_for_where_it_is_expected(monkeypatch, name, value, exampl
     assert example in message
 
 
-def test_nested_unknown_names_get_a_guess_in_their_mapping(yaml_file):
-    path = yaml_file("envelope:\n  titel: Inventory\n")
+@pytest.mark.parametrize(
+    ("text", "what", "origin", "guess"),
+    [
+        (
+            "envelope:\n  titel: Inventory\n",
+            "unknown setting envelope.titel",
+            "envelope.titel from file {file}:2",
+            "did you mean envelope.title?",
+        ),
+        (
+            "kafka:\n  linger.ms: 5\n  lingr.ms: 5\n",
+            "unknown kafka property lingr.ms",
+            "kafka.lingr.ms from file {file}:3",
+            "did you mean linger.ms?",
+        ),
+    ],
+)
+def test_nested_unknown_names_get_their_place_and_a_guess(yaml_file, text, what, origin, guess):
+    path = yaml_file(text)
     with pytest.raises(ConfigError) as info:
         load_settings(path)
-    assert info.value.what == "unknown setting envelope.titel"
-    assert info.value.origin == f"envelope.titel from file {path}:2"
-    assert "did you mean envelope.title?" in info.value.hint
+    assert info.value.what == what
+    assert info.value.origin == origin.format(file=path)
+    assert guess in info.value.hint
 
 
-def test_kafka_problems_name_the_property_and_its_place(yaml_file):
-    path = yaml_file("kafka:\n  linger.ms: 5\n  lingr.ms: 5\n")
-    with pytest.raises(ConfigError) as info:
-        load_settings(path)
-    assert info.value.what == "unknown kafka property lingr.ms"
-    assert info.value.origin == f"kafka.lingr.ms from file {path}:3"
-    assert "did you mean linger.ms?" in info.value.hint
+def test_a_guarded_kafka_property_says_who_sets_it():
     with pytest.raises(ConfigError) as guarded:
         load_settings(kafka={"isolation.level": "read_uncommitted"})
     assert "set by tmf-events itself" in guarded.value.what
