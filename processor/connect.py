@@ -4,6 +4,7 @@ and the client's last error, instead of retrying silently for ever."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 
@@ -13,6 +14,12 @@ from confluent_kafka.admin import AdminClient
 from processor import clients
 from processor.config import Settings
 from processor.errors import kafka_failure, unreachable
+
+log = logging.getLogger(__name__)
+
+# A broker that answers does so within milliseconds; after this long the operator hears that
+# the command is waiting, and for how long at most.
+_QUIET_S = 3.0
 
 # librdkafka's connection errors name its internal broker handle first and end with timings;
 # neither says anything to an operator.
@@ -36,7 +43,18 @@ def wait_for_kafka(settings: Settings, *, bootstrap: str | None = None) -> None:
     origin = settings.origin("bootstrap_servers")
     started = time.monotonic()
     try:
-        admin.list_topics(timeout=seconds)
+        try:
+            admin.list_topics(timeout=min(seconds, _QUIET_S))
+            return
+        except KafkaException:
+            if seconds <= _QUIET_S:
+                raise
+        log.warning(
+            "no answer from Kafka at %s yet; trying for up to %g s (connect_timeout_ms)",
+            address,
+            seconds,
+        )
+        admin.list_topics(timeout=max(0.1, seconds - (time.monotonic() - started)))
         return
     except KafkaException as exc:
         admin.poll(0)  # serves error_cb: the reason behind the timeout

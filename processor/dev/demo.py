@@ -190,7 +190,8 @@ def run_demo(bootstrap: str | None = None, timeout: float = 120) -> int:
         settings = demo_settings(address)
         if bootstrap:
             settings.with_origins(Origins(flags={"bootstrap_servers": "--bootstrap-servers"}))
-            wait_for_kafka(settings)
+            with console.status(f"reaching Kafka at {address}"):
+                wait_for_kafka(settings)
         ensure_topics(settings, partitions=1)
         start_ms = (int(time.time()) // 60 - 15) * 60_000
         history = sample_history(start_ms)

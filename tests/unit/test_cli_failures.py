@@ -67,6 +67,22 @@ def test_an_unreachable_broker_ends_the_command_with_4(args: list[str]) -> None:
     assert "connect_timeout_ms" in line
 
 
+def test_a_longer_wait_says_so_once_and_floods_nothing() -> None:
+    """Beyond a few seconds the command says that it waits, and how long at most; the
+    client's connection errors (hundreds while it retries) stay out of the output."""
+    bootstrap = f"127.0.0.1:{free_port()}"
+    fields = {"bootstrap_servers": bootstrap, "connect_timeout_ms": 5000}
+
+    done, seconds = _run(["load", "--quiet", "--count", "10"], fields)
+
+    assert done.returncode == 4
+    assert seconds < 5 + 20
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 2, done.stderr
+    assert f"no answer from Kafka at {bootstrap} yet; trying for up to 5 s" in lines[0]
+    assert lines[1].startswith(f"tmf-events load: cannot reach Kafka at {bootstrap} within 5 s")
+
+
 def test_demo_against_an_unreachable_broker_names_the_flag() -> None:
     bootstrap = f"127.0.0.1:{free_port()}"
 
