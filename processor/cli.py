@@ -15,7 +15,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
+from typing import Any, NoReturn
+
+from confluent_kafka import KafkaException
 
 from processor.config import Settings, load_settings
 from processor.errors import (
@@ -64,10 +66,7 @@ def _serve(settings: Settings, command: str, *handlers: Any) -> Any:
         raise port_failure(exc, port, settings.origin("http_port")) from exc
 
 
-def _kafka_call_failed(settings: Settings, exc: Exception) -> CommandError:
-    from confluent_kafka import KafkaException
-
-    assert isinstance(exc, KafkaException)
+def _kafka_call_failed(settings: Settings, exc: KafkaException) -> CommandError:
     return kafka_failure(
         exc,
         settings.bootstrap_servers,
@@ -84,36 +83,39 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     summary = Summary()
-    try:
-        source: BinaryIO = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")  # noqa: SIM115
-    except OSError as exc:
-        raise UsageError(
-            f"cannot read {args.file}: {exc.strerror}", "check the path", origin="FILE argument"
-        ) from exc
-    try:
-        out: BinaryIO = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")  # noqa: SIM115
-    except OSError as exc:
-        raise UsageError(
-            f"cannot write {args.output}: {exc.strerror}", "check the path", origin="flag --output"
-        ) from exc
-    try:
-        run_replay(source, out, settings, with_state=args.with_state, summary=summary)
-    except ReplayInputError as exc:
-        raise UsageError(
-            str(exc), "fix the line; README.md (Replay) says what a line holds"
-        ) from exc
-    finally:
-        for handle in (source, out):
-            if handle not in (sys.stdin.buffer, sys.stdout.buffer):
-                handle.close()
+    with contextlib.ExitStack() as files:
+        try:
+            source = (
+                sys.stdin.buffer if args.file == "-" else files.enter_context(open(args.file, "rb"))
+            )
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read {args.file}: {exc.strerror}", "check the path", origin="FILE argument"
+            ) from exc
+        try:
+            out = (
+                sys.stdout.buffer
+                if args.output == "-"
+                else files.enter_context(open(args.output, "wb"))
+            )
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write {args.output}: {exc.strerror}",
+                "check the path",
+                origin="flag --output",
+            ) from exc
+        try:
+            run_replay(source, out, settings, with_state=args.with_state, summary=summary)
+        except ReplayInputError as exc:
+            raise UsageError(
+                str(exc), "fix the line; README.md (Replay) says what a line holds"
+            ) from exc
     if not args.quiet:
         print(summary.text(), file=sys.stderr)
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from confluent_kafka import KafkaException
-
     from processor.connect import wait_for_kafka
     from processor.loop import FatalError, Processor
     from processor.metrics import Metrics
@@ -142,6 +144,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     try:
         wait_for_kafka(settings)
+        if processor.stop_event.is_set():
+            return 0  # stopped while waiting for Kafka: nothing began
         if server is not None:
             server.start()
         watchdog = Watchdog(processor.health).start()
@@ -165,8 +169,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from confluent_kafka import KafkaException
-
     from processor.connect import wait_for_kafka
     from processor.topics import TopicError, ensure_topics
 
@@ -186,8 +188,6 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from confluent_kafka import KafkaException
-
     from processor.dev.demo import run_demo
     from processor.logs import setup_logging
 
