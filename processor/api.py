@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -78,6 +79,8 @@ class ChangelogView:
         self.thread = threading.Thread(target=self._run, name="changelog-view", daemon=True)
         self.failure: CommandError | None = None
         self.dead = threading.Event()
+        # Seconds before the n-th restart of a failed follower in a row.
+        self.retry_delay: Callable[[int], float] = lambda n: min(2.0**n, 30.0)
         self.unreachable_since: float | None = None
 
     def start(self) -> ChangelogView:
@@ -121,7 +124,9 @@ class ChangelogView:
                 if (len(self.positions), sum(self.positions.values())) != progress:
                     failures = 0  # it did read something: a new run of failures starts
                 failures += 1
-                if isinstance(failure, KafkaUnreachableError) or failures > FOLLOWER_RETRIES:
+                # _lost raises KafkaUnreachableError once the brokers were gone for
+                # connect_timeout_ms: waiting longer would not help.
+                if isinstance(exc, KafkaUnreachableError) or failures > FOLLOWER_RETRIES:
                     log.error(
                         "changelog follower gave up: %s",
                         failure.what,
@@ -131,7 +136,7 @@ class ChangelogView:
                     self.metrics.ready.set(0)
                     self.dead.set()
                     return
-                delay = min(2.0**failures, 30.0)
+                delay = self.retry_delay(failures)
                 log.warning(
                     "changelog follower failed (%s); restarting it in %.0f s (%d of %d)",
                     failure.what,

@@ -56,3 +56,63 @@ def test_stopping_what_never_started_returns_at_once(view: ChangelogView) -> Non
     view.stop()
     server = HttpServer(0, CollectorRegistry(), view.health, view.ready, host="127.0.0.1")
     server.stop()  # never served: must not wait for a serve loop
+
+
+class Flaky(ChangelogView):
+    """A follower that fails as told: `plan` says, per run, whether it reads something first
+    and what it raises."""
+
+    def __init__(self, plan: list[tuple[bool, Exception]]) -> None:
+        super().__init__(Settings(instance_id="t"))
+        self.plan = plan
+        self.runs = 0
+        self.retry_delay = lambda n: 0.0
+
+    def _follow(self) -> None:
+        read, error = self.plan[min(self.runs, len(self.plan) - 1)]
+        self.runs += 1
+        if read:
+            self.positions[0] = self.positions.get(0, 0) + 1
+        raise error
+
+
+def test_a_failing_follower_is_restarted_then_given_up_with_3() -> None:
+    from processor.api import FOLLOWER_RETRIES
+
+    view = Flaky([(False, RuntimeError("boom"))]).start()
+    assert view.dead.wait(10)
+    assert view.runs == FOLLOWER_RETRIES + 1
+    assert view.failure is not None and view.failure.code == 3
+    assert "RuntimeError: boom" in view.failure.what
+
+
+def test_a_follower_that_reads_between_failures_keeps_going() -> None:
+    from processor.api import FOLLOWER_RETRIES
+
+    # Progress before each failure: the count of failures in a row starts again each time.
+    plan = [(True, RuntimeError("transient"))] * (FOLLOWER_RETRIES + 3)
+    plan.append((False, RuntimeError("for good")))
+    view = Flaky(plan).start()
+    assert view.dead.wait(10)
+    assert view.runs == FOLLOWER_RETRIES + 3 + FOLLOWER_RETRIES
+    assert view.failure is not None and "for good" in view.failure.what
+
+
+def test_a_follower_without_brokers_ends_with_4() -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    from processor.api import FOLLOWER_RETRIES
+    from processor.errors import unreachable
+
+    # A client call that found no broker: retried like any failure, then 4.
+    lost = KafkaException(KafkaError(KafkaError._TRANSPORT, "all brokers down"))
+    view = Flaky([(False, lost)]).start()
+    assert view.dead.wait(10)
+    assert view.runs == FOLLOWER_RETRIES + 1
+    assert view.failure is not None and view.failure.code == 4
+    assert "cannot reach Kafka" in view.failure.what
+    # Brokers gone for connect_timeout_ms already (what _lost raises): at once.
+    gone = unreachable("k:9092", "bootstrap_servers from default", 30, "lost its brokers")
+    view = Flaky([(False, gone)]).start()
+    assert view.dead.wait(10)
+    assert (view.runs, view.failure) == (1, gone)
