@@ -7,6 +7,7 @@ The commands run as child processes (`python -m processor.cli`), configured thro
 from __future__ import annotations
 
 import signal
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ import orjson
 from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[attr-defined]
 
 from processor.config import Settings
+from processor.dev.broker import EmbeddedBroker
 from tests.kafka_helpers import Broker, Record, consume_all, create_topics, wait_until
 from tests.processes import (
     PacedLoad,
@@ -314,3 +316,52 @@ def test_run_logs_progress_and_where_it_starts_in_words(
 
 def _line_with(log: str, *words: str) -> str | None:
     return next((ln for ln in log.splitlines() if all(w in ln for w in words)), None)
+
+
+# -- 11. load when its broker goes away --------------------------------------------------------
+
+
+def test_load_stops_with_4_when_its_broker_goes_away(
+    noida_private_broker: EmbeddedBroker, unique_name: UniqueName, tmp_path: Path
+) -> None:
+    """Deliveries that find no broker for connect_timeout_ms end `load` (exit 4) instead of
+    the client retrying for ever; its errors come out as a few lines, not a flood."""
+    bootstrap = noida_private_broker.bootstrap_servers
+    connect_ms = 3000
+    fields = processor_fields(bootstrap, unique_name("load-gone"), connect_timeout_ms=connect_ms)
+    settings = Settings(**fields)
+    create_topics(bootstrap, {settings.input_topic: 1})
+    out_path, err_path = tmp_path / "load.out", tmp_path / "load.err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        load = spawn_cli(
+            ["load", "--quiet", "--count", "1000000", "--rate", "500"],
+            fields=fields,
+            stdout=out,
+            stderr=err,
+        )
+
+    def sent_some() -> bool:
+        return load.poll() is not None or bool(read_input(bootstrap, settings.input_topic))
+
+    try:
+        wait_until(
+            sent_some,
+            60,
+            message=lambda: f"load sent nothing: {err_path.read_text()}",
+        )
+        assert load.poll() is None, err_path.read_text()
+        noida_private_broker.kill()
+        started = time.monotonic()
+        code = load.wait(connect_ms / 1000 + 30)
+        seconds = time.monotonic() - started
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait(30)
+    stderr = err_path.read_text()
+    assert code == 4, stderr
+    assert seconds < connect_ms / 1000 + 30
+    lines = stderr.strip().splitlines()
+    assert len(lines) <= 6, stderr  # a few throttled client lines at most, and ours
+    assert lines[-1].startswith(f"tmf-events load: cannot reach Kafka at {bootstrap}"), stderr
+    assert "deliveries failed" in lines[-1] and "Traceback" not in stderr
