@@ -27,11 +27,11 @@ from confluent_kafka import (
 
 from processor import clients
 from processor.config import Settings
+from processor.connect import call_failed
 from processor.errors import (
     CommandError,
     KafkaFatalError,
     KafkaUnreachableError,
-    kafka_failure,
     kafka_text,
     unreachable,
 )
@@ -149,11 +149,8 @@ class ChangelogView:
     def _classify(self, exc: Exception) -> CommandError:
         if isinstance(exc, CommandError):
             return exc
-        s = self.settings
         if isinstance(exc, KafkaException):
-            return kafka_failure(
-                exc, s.bootstrap_servers, s.origin("bootstrap_servers"), s.connect_timeout_ms / 1000
-            )
+            return call_failed(self.settings, exc)
         return KafkaFatalError(f"changelog follower failed: {type(exc).__name__}: {exc}")
 
     def _check(self, consumer: Consumer) -> None:

@@ -25,7 +25,6 @@ from processor.errors import (
     CommandError,
     KafkaFatalError,
     UsageError,
-    kafka_failure,
     port_failure,
     report,
     unreachable,
@@ -64,15 +63,6 @@ def _serve(settings: Settings, command: str, *handlers: Any) -> Any:
         return HttpServer(port, *handlers)
     except OSError as exc:
         raise port_failure(exc, port, settings.origin("http_port")) from exc
-
-
-def _kafka_call_failed(settings: Settings, exc: KafkaException) -> CommandError:
-    return kafka_failure(
-        exc,
-        settings.bootstrap_servers,
-        settings.origin("bootstrap_servers"),
-        settings.connect_timeout_ms / 1000,
-    )
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -116,7 +106,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from processor.connect import wait_for_kafka
+    from processor.connect import call_failed, wait_for_kafka
     from processor.loop import FatalError, Processor
     from processor.metrics import Metrics
     from processor.progress import ProgressLog
@@ -158,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except TopicError as exc:
         raise UsageError(str(exc)) from exc
     except KafkaException as exc:
-        raise _kafka_call_failed(settings, exc) from exc
+        raise call_failed(settings, exc) from exc
     except FatalError as exc:
         raise KafkaFatalError(
             f"fatal: {exc}", "the replica stops; its orchestrator restarts it"
@@ -169,7 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from processor.connect import wait_for_kafka
+    from processor.connect import call_failed, wait_for_kafka
     from processor.topics import TopicError, ensure_topics
 
     settings = _settings(args)
@@ -181,7 +171,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
     except TopicError as exc:
         raise UsageError(str(exc)) from exc
     except KafkaException as exc:
-        raise _kafka_call_failed(settings, exc) from exc
+        raise call_failed(settings, exc) from exc
     for name, n in sorted(counts.items()):
         print(f"{name}\t{n} partitions")
     return 0

@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient
 
 from processor import clients
 from processor.config import Settings
-from processor.errors import kafka_failure, unreachable
+from processor.errors import CommandError, kafka_failure, unreachable
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,16 @@ def wait_for_kafka(settings: Settings, *, bootstrap: str | None = None) -> None:
         if reason:
             raise unreachable(address, origin, round(elapsed, 1), reason) from exc
         raise kafka_failure(exc, address, origin, round(elapsed, 1)) from exc
+
+
+def call_failed(settings: Settings, exc: KafkaException) -> CommandError:
+    """A Kafka call of a command that failed, told like the first contact's failure."""
+    return kafka_failure(
+        exc,
+        settings.bootstrap_servers,
+        settings.origin("bootstrap_servers"),
+        settings.connect_timeout_ms / 1000,
+    )
 
 
 def _last_reason(errors: list[KafkaError]) -> str:

@@ -16,6 +16,7 @@ on its `PYTHONPATH`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -59,6 +60,7 @@ __all__ = [
     "cli_env",
     "committed_offsets",
     "end_offsets",
+    "exit_within",
     "expected",
     "processor_fields",
     "read_input",
@@ -66,6 +68,7 @@ __all__ = [
     "run_cli",
     "send",
     "spawn_cli",
+    "stopping",
     "wait_consumed",
 ]
 
@@ -221,6 +224,26 @@ def spawn_cli(
         stdout=stdout,
         stderr=stderr,
     )
+
+
+def exit_within(proc: subprocess.Popen[bytes], seconds: float) -> int:
+    """The exit code of `proc`; fails when it is still running `seconds` from now."""
+    try:
+        return proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{proc.args!r} still running after {seconds:g} s") from None
+
+
+@contextlib.contextmanager
+def stopping(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """Kill `proc` on the way out if the test left it running (its failure stays the one
+    reported)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
 
 
 class ProcessorProcess:

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from confluent_kafka import KafkaException
 
 from processor.config import Settings
-from processor.connect import wait_for_kafka
-from processor.errors import CommandError, KafkaFatalError, kafka_failure, port_failure
+from processor.connect import call_failed, wait_for_kafka
+from processor.errors import KafkaFatalError, port_failure
 from processor.http import Answer, HttpServer, Request, problem
 from processor.hub.callbacks import Resolver, parse_allowed_hosts, system_resolver
 from processor.hub.dispatch import Dispatcher
@@ -110,7 +110,7 @@ def run_hub(settings: Settings) -> int:
         hub.prepare()  # HubSetupError is a usage error already
     except KafkaException as exc:
         server.stop()
-        raise _kafka_failed(settings, exc) from exc
+        raise call_failed(settings, exc) from exc
     except BaseException:
         server.stop()
         raise
@@ -126,19 +126,10 @@ def run_hub(settings: Settings) -> int:
     try:
         hub.run()
     except KafkaException as exc:
-        failure = _kafka_failed(settings, exc)
+        failure = call_failed(settings, exc)
         raise KafkaFatalError(
             failure.what, "the replica stops; its orchestrator restarts it", origin=failure.origin
         ) from exc
     finally:
         server.stop()
     return 0
-
-
-def _kafka_failed(settings: Settings, exc: KafkaException) -> CommandError:
-    return kafka_failure(
-        exc,
-        settings.bootstrap_servers,
-        settings.origin("bootstrap_servers"),
-        settings.connect_timeout_ms / 1000,
-    )
