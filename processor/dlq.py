@@ -18,6 +18,8 @@ TRUNCATED = "tmf-events-truncated"
 def dead_letter(
     record: InputRecord, rejection: Rejection, dlq_topic: str, max_bytes: int = 1_000_000
 ) -> OutMessage:
+    """The record as a dead letter: its own bytes and headers, plus the reason and where it
+    came from; a value too large to send again is cut to fit `max_bytes` (and says so)."""
     headers = list(record.headers)
     headers += [
         (ERROR, rejection.reason.encode()),

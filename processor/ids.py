@@ -27,6 +27,7 @@ _VARIANT_BITS = 0x3 << 62
 
 
 def event_id(time_ms: int, topic: str, partition: int, offset: int, index: int) -> str:
+    """The UUIDv7 of the `index`-th event of the record at (topic, partition, offset)."""
     ts = min(max(time_ms, 0), _MAX_MS)
     h = _hasher(topic, partition).copy()
     h.update(_COORDS.pack(offset, index))

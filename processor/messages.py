@@ -10,6 +10,8 @@ from typing import NamedTuple
 
 
 class OutMessage(NamedTuple):
+    """A Kafka message to produce."""
+
     topic: str
     partition: int | None  # None: the producer's partitioner decides (by key)
     key: bytes | None

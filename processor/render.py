@@ -33,6 +33,8 @@ class _EventConst:
 
 @dataclass(slots=True)
 class Rendered:
+    """One record's event messages, and the same events as the state keeps them."""
+
     messages: list[OutMessage]
     stored: list[StoredEvent]
 

@@ -19,7 +19,7 @@ _MS_PER_DAY = 86_400_000
 
 
 class InvalidTimestampError(ValueError):
-    pass
+    """Not an RFC 3339 time the processor takes (or outside 1970-9999)."""
 
 
 def parse_ms(text: str) -> int:

@@ -22,6 +22,8 @@ FATAL_EXIT = 3
 
 
 class Watchdog:
+    """Checks `health` every `interval_s` and exits the process (3) once it fails."""
+
     def __init__(
         self,
         health: Callable[[], tuple[bool, str]],

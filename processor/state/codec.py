@@ -39,6 +39,7 @@ def _str(s: str) -> bytes:
 
 
 def opt(s: str | None) -> bytes:
+    """An optional string as Avro writes a `["null", "string"]` union."""
     return b"\x00" if s is None else b"\x02" + _str(s)
 
 
@@ -62,6 +63,7 @@ def _shared_opt(s: str | None) -> bytes:
 
 
 def encode_state(state: State) -> bytes:
+    """The changelog value of a state (its events first, as one sized block)."""
     parts: list[bytes] = []
     if state.events:
         block: list[bytes] = []
@@ -116,6 +118,8 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 class Reader:
+    """Reads Avro primitives from `data`, advancing `pos`."""
+
     __slots__ = ("data", "pos")
 
     def __init__(self, data: bytes) -> None:
@@ -252,6 +256,7 @@ def _read_fields(r: Reader) -> StateFields:
 
 
 def decode_state(data: bytes) -> State:
+    """A changelog value back as a State (ValueError when it is not one)."""
     try:
         r = Reader(data)
         events = _read_events(r, keep=True)

@@ -26,6 +26,8 @@ _STEP_RECORDS = 20_000
 
 
 class Restorer:
+    """Reads assigned partitions' changelog into the store, a chunk per loop turn."""
+
     def __init__(self, settings: Settings, store: StateStore, metrics: Metrics) -> None:
         self.topic = settings.changelog_topic
         self.store = store

@@ -42,6 +42,7 @@ _PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 def value_digest(value: bytes | None) -> str:
+    """What a witness remembers of a changelog value."""
     return hashlib.blake2b(value or b"", digest_size=16).hexdigest()
 
 
@@ -59,6 +60,8 @@ class Witness:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """A loaded snapshot: a partition's entries and what proves them current."""
+
     offset: int  # the changelog offset the entries cover (everything below it)
     witness: Witness
     entries: dict[str, bytes]  # in the store's form
