@@ -110,6 +110,9 @@ def plain_producer(
         "compression.type": "lz4",
         "queue.buffering.max.messages": 500_000,
         "queue.buffering.max.kbytes": 1_048_576,
+        # A record no broker took within the connect bound fails (and `load` stops) rather
+        # than waiting librdkafka's five minutes.
+        "message.timeout.ms": settings.connect_timeout_ms,
     }
     kept = {"enable.idempotence": True, "partitioner": "murmur2_random"}
     client_id = f"{settings.app_id}-{purpose}"

@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
+from processor import setting_errors
+from processor.origins import Origins, yaml_lines
+from processor.setting_errors import (
+    check_environment,
+    did_you_mean,
+    from_validation,
+    problem,
+)
 from processor.tmf import DEFAULT_STATE_FIELDS, ENTITY_TYPES, EntityType
 
 # Each HTTP-serving command's port when `http_port` is not set.
@@ -79,6 +97,13 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     kafka: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    # How long a command tries to reach Kafka before it gives up with exit code 4.
+    connect_timeout_ms: int = Field(default=30_000, ge=100)
+    # `run` logs a progress line this often; 0: never.
+    progress_interval_s: float = Field(default=30.0, ge=0)
+    # retention.ms of the two event topics when tmf-events creates them (a history of
+    # events, a year by default); -1 keeps them forever.
+    events_retention_ms: int = Field(default=365 * 24 * 3600 * 1000, ge=-1)
 
     # `tmf-events hub` (processor/hub/): REST listeners subscribed the TMF way.
     hub_topic: str = ""  # default: <app_id>-hub (compacted: subscriptions and positions)
@@ -98,6 +123,9 @@ class Settings(BaseSettings):
     # most this much).
     hub_position_interval_ms: int = Field(default=1_000, ge=1)
     hub_max_subscriptions: int = Field(default=100, ge=1)
+
+    # Where each value came from (processor/origins.py), for failure messages.
+    _origins: Origins = PrivateAttr(default_factory=Origins)
 
     @field_validator("private_fields")
     @classmethod
@@ -120,13 +148,28 @@ class Settings(BaseSettings):
     def _kafka_properties(
         cls, value: dict[str, str | int | float | bool]
     ) -> dict[str, str | int | float | bool]:
+        from processor.kafka_names import NAMES
         from processor.kafka_properties import GUARDED, unknown_properties
 
         for name in value:
             if name in GUARDED:
-                raise ValueError(f"kafka property {name!r} is set by tmf-events: {GUARDED[name]}")
+                raise problem(
+                    f"kafka property {name} is set by tmf-events itself",
+                    "kafka",
+                    name,
+                    hint=f"remove it ({GUARDED[name]})",
+                )
         for name, reason in unknown_properties(value):
-            raise ValueError(f"kafka property {name!r}: {reason}")
+            if reason.startswith("No such configuration property"):
+                guess = did_you_mean(name, NAMES)
+                raise problem(
+                    f"unknown kafka property {name}",
+                    "kafka",
+                    name,
+                    hint=(f"{guess} " if guess else "")
+                    + "librdkafka's CONFIGURATION.md lists the properties",
+                )
+            raise problem(f"kafka property {name}: {reason}", "kafka", name, hint="fix the value")
         return value
 
     @model_validator(mode="after")
@@ -142,14 +185,21 @@ class Settings(BaseSettings):
         if self.hub_signing_secret is not None and not self.hub_signing_secret.get_secret_value():
             self.hub_signing_secret = None  # an empty variable (compose's default) signs nothing
         if self.hub_retry_initial_ms > self.hub_retry_max_ms:
-            raise ValueError("hub_retry_initial_ms must not exceed hub_retry_max_ms")
+            raise problem(
+                f"hub_retry_initial_ms ({self.hub_retry_initial_ms}) must not exceed "
+                f"hub_retry_max_ms ({self.hub_retry_max_ms})",
+                "hub_retry_initial_ms",
+                hint="lower it or raise hub_retry_max_ms",
+            )
         if self.reporting_system.id is None:
             self.reporting_system.id = self.app_id
         txn_timeout = int(self.kafka.get("transaction.timeout.ms", 10000))
         if self.commit_interval_ms >= txn_timeout:
-            raise ValueError(
+            raise problem(
                 f"commit_interval_ms ({self.commit_interval_ms}) must be well below the "
-                f"transaction timeout ({txn_timeout} ms): a batch is one transaction"
+                f"transaction timeout ({txn_timeout} ms): a batch is one transaction",
+                "commit_interval_ms",
+                hint="lower it, or raise kafka's transaction.timeout.ms",
             )
         defaults = DEFAULT_STATE_FIELDS[self.tmf_version]
         self.state_fields = {t: list(self.state_fields.get(t, defaults[t])) for t in ENTITY_TYPES}
@@ -167,12 +217,24 @@ class Settings(BaseSettings):
         # `_config_file` values are passed through init as a separate, lower-priority source.
         return init_settings, env_settings, _YAML_SOURCE.get(settings_cls), file_secret_settings
 
+    def origin(self, *path: str) -> str:
+        """`<setting> from <where its value came from>`, for failure messages."""
+        return self._origins.describe(*path)
+
+    def with_origins(self, origins: Origins) -> Settings:
+        self._origins = origins
+        return self
+
     def port_for(self, command: str) -> int:
         """The HTTP port of a command: `http_port` when set, else the command's default."""
         return self.http_port if self.http_port is not None else HTTP_PORTS[command]
 
     def topic_for(self, entity_type: str) -> str:
         return self.service_topic if entity_type == "service" else self.resource_topic
+
+
+# What load_settings raises: a configuration problem, told in one line (exit 2).
+ConfigError = setting_errors.ConfigError
 
 
 class _YamlSourceHolder:
@@ -188,33 +250,60 @@ class _YamlSourceHolder:
 _YAML_SOURCE = _YamlSourceHolder()
 
 
-class ConfigError(Exception):
-    """A configuration problem, reported to the user without a traceback."""
-
-
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
-    """Build settings; command-line `overrides` beat env vars, which beat the YAML file."""
+    """Build settings; command-line `overrides` beat env vars, which beat the YAML file.
+
+    Every problem is a ConfigError whose message names the setting and where its value came
+    from; unknown `TMF_EVENTS_*` variables are refused like unknown keys in the file.
+    """
     data: dict[str, Any] = {}
+    path: Path | None = None
+    lines: dict[tuple[str, ...], int] = {}
+    flags = {k: "--" + k.replace("_", "-") for k, v in overrides.items() if v is not None}
     if config_file is not None:
         path = Path(config_file)
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of setting names")
-        data = loaded
+        data, lines = _read_file(path)
+    origins = Origins(flags, os.environ, path, lines)
+    check_environment(origins, Settings.model_fields)
     _YAML_SOURCE.data = data
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValueError as exc:
-        raise ConfigError(f"invalid configuration:\n{exc}") from exc
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise from_validation(exc, origins, Settings.model_fields) from exc
+    except SettingsError as exc:  # a source that could not be parsed at all
+        raise ConfigError(str(exc), "fix the value") from exc
     finally:
         _YAML_SOURCE.data = {}
+    return settings.with_origins(origins)
+
+
+def _read_file(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
+    origin = "config from flag --config"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(
+            f"cannot read config file {path}: {reason}", "check the path", origin=origin
+        ) from exc
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        reason = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(
+            f"config file {where} is not valid YAML: {reason}", "fix the file", origin=origin
+        ) from exc
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"config file {path} must hold a mapping of setting names",
+            "write one `name: value` per line",
+            origin=origin,
+        )
+    return loaded, yaml_lines(text)
 
 
 def setting_env_names() -> set[str]:

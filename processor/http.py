@@ -200,5 +200,6 @@ class HttpServer:
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
+        if self.thread.is_alive():  # shutdown() waits for a serve_forever that never began
+            self.httpd.shutdown()
         self.httpd.server_close()

@@ -69,7 +69,7 @@ class Processor:
         on_commit: Callable[[Tallies], None] | None = None,
     ) -> None:
         self.settings = settings
-        self.metrics = metrics if metrics is not None else Metrics()
+        self.metrics = metrics if metrics is not None else Metrics.of(settings)
         self.stop_event = stop if stop is not None else threading.Event()
         self.create_topics = create_topics
         self.on_commit = on_commit

@@ -5,18 +5,34 @@ from __future__ import annotations
 
 import contextlib
 import time
+import typing
 from bisect import bisect_left
+from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from processor.decide import Outcome
+from processor.records import REASONS
+from processor.tmf import ENTITY_TYPES, event_name, kinds
+
 if TYPE_CHECKING:
+    from processor.config import Settings
     from processor.task import Tallies
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _BATCH_BUCKETS = (1, 5, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
+
+# Label values known before anything happens: their series start at 0, so alerts on
+# increase() see the first one and dashboards show 0 instead of "no data".
+SKIP_REASONS = tuple(
+    o for o in typing.get_args(Outcome) if o not in ("emit", "mismatch", "invalid")
+)  # mismatch and invalid records are dead-lettered
+TRANSACTION_OUTCOMES = ("committed", "aborted")
+REBALANCE_KINDS = ("assign", "revoke", "lost")
+CORE_PATHS = ("c", "python")
 
 
 def package_version() -> str:
@@ -27,7 +43,16 @@ def package_version() -> str:
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    """The processor's series; the events of `tmf_version` for `entity_types` and every
+    other known label value start at 0."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        tmf_version: str = "v4",
+        entity_types: Iterable[str] = ENTITY_TYPES,
+    ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
         self.consumed = Counter(
@@ -118,6 +143,26 @@ class Metrics:
             "tmf_events_build_info", "Build information", ["version"], registry=r
         )
         self.build_info.labels(package_version()).set(1)
+        self._start_at_zero(tmf_version, entity_types)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Metrics:
+        """The series of a processor with these settings (its profile's event types)."""
+        return cls(tmf_version=settings.tmf_version, entity_types=settings.entity_types)
+
+    def _start_at_zero(self, tmf_version: str, entity_types: Iterable[str]) -> None:
+        for entity_type in entity_types:
+            for kind in kinds(entity_type, tmf_version):
+                self.emitted.labels(entity_type, event_name(entity_type, kind))
+        for counter, values in (
+            (self.skipped, SKIP_REASONS),
+            (self.dead_letters, REASONS),
+            (self.transactions, TRANSACTION_OUTCOMES),
+            (self.rebalances, REBALANCE_KINDS),
+            (self.core_records, CORE_PATHS),
+        ):
+            for value in values:
+                counter.labels(value)
 
     def observe_latencies(self, now: float, times_ms: list[int]) -> None:
         """The latency of every committed event, from its event time (epoch ms) to `now`.

@@ -42,10 +42,12 @@ def partition_counts(admin: AdminClient, names: list[str], timeout: float = 15) 
 
 
 def plan_topics(settings: Settings, input_partitions: int) -> list[TopicPlan]:
+    # Events are kept as a history (a year by default), longer than the broker's default.
+    events = {"retention.ms": str(settings.events_retention_ms)}
     return [
         TopicPlan(settings.input_topic, input_partitions, {}),
-        TopicPlan(settings.service_topic, input_partitions, {}),
-        TopicPlan(settings.resource_topic, input_partitions, {}),
+        TopicPlan(settings.service_topic, input_partitions, events),
+        TopicPlan(settings.resource_topic, input_partitions, events),
         TopicPlan(settings.changelog_topic, input_partitions, {"cleanup.policy": "compact"}),
         # Dead letters keep the input's partition number, so as many partitions.
         TopicPlan(settings.dlq_topic, input_partitions, {}),

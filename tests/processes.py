@@ -16,6 +16,7 @@ on its `PYTHONPATH`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -24,11 +25,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import IO, Any, Self
 
 import orjson
 from confluent_kafka import (
@@ -59,12 +60,15 @@ __all__ = [
     "cli_env",
     "committed_offsets",
     "end_offsets",
+    "exit_within",
     "expected",
     "processor_fields",
     "read_input",
     "replay_lines",
     "run_cli",
     "send",
+    "spawn_cli",
+    "stopping",
     "wait_consumed",
 ]
 
@@ -201,6 +205,45 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def spawn_cli(
+    args: Sequence[str],
+    *,
+    fields: Mapping[str, Any] | None = None,
+    stdout: IO[bytes],
+    stderr: IO[bytes] | int = subprocess.STDOUT,
+) -> subprocess.Popen[bytes]:
+    """Start one `tmf-events` command that runs until stopped (`api`, `tail`, ...); its
+    output goes to `stdout` (a file the test reads while it runs) and `stderr`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "processor.cli", *args],
+        env=cli_env(fields),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+    )
+
+
+def exit_within(proc: subprocess.Popen[bytes], seconds: float) -> int:
+    """The exit code of `proc`; fails when it is still running `seconds` from now."""
+    try:
+        return proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"{proc.args!r} still running after {seconds:g} s") from None
+
+
+@contextlib.contextmanager
+def stopping(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """Kill `proc` on the way out if the test left it running (its failure stays the one
+    reported)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
 
 
 class ProcessorProcess:

@@ -56,6 +56,10 @@ class BrokerNotInstalledError(BrokerError):
     """The broker binary is not installed."""
 
 
+class PortInUseError(BrokerError):
+    """The port asked for is taken by another process."""
+
+
 def free_port(host: str = HOST) -> int:
     """A TCP port that is free on `host` right now (another process may still take it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -236,7 +240,7 @@ class EmbeddedBroker:
             if self.port is None or (self._may_repick_port and _port_in_use(self.port)):
                 self.port = free_port()
             elif _port_in_use(self.port):
-                raise BrokerError(f"port {self.port} on {HOST} is already in use")
+                raise PortInUseError(f"port {self.port} on {HOST} is already in use")
             self._spawn(command)
             if self._wait_ready(deadline, timeout):
                 self._may_repick_port = False
@@ -416,10 +420,12 @@ def _stop_live_brokers() -> None:
 
 
 def run_foreground(kind: str = DEFAULT_KIND, port: int = 9092, data_dir: Path | None = None) -> int:
-    """Run an embedded broker until SIGINT/SIGTERM (`tmf-events broker`); return the exit code."""
+    """Run an embedded broker until SIGINT/SIGTERM (`tmf-events broker`); return the exit code.
+
+    Raises BrokerError (PortInUseError, BrokerNotInstalledError) when it cannot start.
+    """
     if kind not in KINDS:
-        print(f"error: unknown broker {kind!r}; choose one of {', '.join(KINDS)}", file=sys.stderr)
-        return 2
+        raise BrokerError(f"unknown broker {kind!r}; choose one of {', '.join(KINDS)}")
     stop_requested = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -429,11 +435,7 @@ def run_foreground(kind: str = DEFAULT_KIND, port: int = 9092, data_dir: Path | 
     broker_kind: BrokerKind = "tansu" if kind == "tansu" else "noida"
     broker = EmbeddedBroker(broker_kind, port=port, data_dir=data_dir)
     try:
-        try:
-            bootstrap = broker.start()
-        except BrokerError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        bootstrap = broker.start()
         if broker_kind == "tansu":
             where = "data in memory"
         else:
@@ -441,8 +443,7 @@ def run_foreground(kind: str = DEFAULT_KIND, port: int = 9092, data_dir: Path | 
         print(f"{kind} broker ready at {bootstrap} ({where}); Ctrl-C stops it", flush=True)
         while not stop_requested.wait(0.5):
             if not broker.running:
-                print(f"error: the broker exited; log tail:\n{broker.logs()}", file=sys.stderr)
-                return 1
+                raise BrokerError(f"the broker exited; log tail:\n{broker.logs()}")
         return 0
     finally:
         broker.stop()

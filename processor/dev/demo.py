@@ -15,6 +15,7 @@ from rich.table import Table
 
 from processor import clients
 from processor.config import Settings
+from processor.origins import Origins
 from processor.records import InputRecord
 from processor.task import new_task
 from processor.timefmt import format_ms
@@ -180,12 +181,17 @@ def _broker(bootstrap: str | None, console: Console) -> Iterator[str]:
 
 
 def run_demo(bootstrap: str | None = None, timeout: float = 120) -> int:
+    from processor.connect import wait_for_kafka
     from processor.loop import Processor
     from processor.topics import ensure_topics
 
     console = Console()
     with _broker(bootstrap, console) as address:
         settings = demo_settings(address)
+        if bootstrap:
+            settings.with_origins(Origins(flags={"bootstrap_servers": "--bootstrap-servers"}))
+            with console.status(f"reaching Kafka at {address}"):
+                wait_for_kafka(settings)
         ensure_topics(settings, partitions=1)
         start_ms = (int(time.time()) // 60 - 15) * 60_000
         history = sample_history(start_ms)
@@ -217,6 +223,8 @@ def run_demo(bootstrap: str | None = None, timeout: float = 120) -> int:
         if errors:
             raise errors[0]
         _print(console, rows, settings)
+        _print_one(console, rows, settings)
+        _next_steps(console)
         return 0 if len(rows) >= expected else 1
 
 
@@ -260,4 +268,37 @@ def _print(console: Console, rows: list[Any], settings: Settings) -> None:
     console.print(
         "Not shown because nothing public changed: the private-note edit of svc-100 and the "
         "repeated svc-200 record.\n"
+    )
+
+
+def _print_one(console: Console, rows: list[Any], settings: Settings) -> None:
+    """One event in full, as a consumer receives it: its headers and its JSON value."""
+    events = sorted(
+        (m for m in rows if m.topic() != settings.dlq_topic),
+        key=lambda m: dict(m.headers() or []).get("ce_time", b""),
+    )
+    if not events:
+        return
+    # The first state change: it shows the chain (version, previous event id) too.
+    msg = next(
+        (m for m in events if b"StateChange" in dict(m.headers() or []).get("ce_type", b"")),
+        events[0],
+    )
+    console.print(f"One event in full ({msg.topic()}, partition {msg.partition()}):")
+    for name, value in msg.headers() or []:
+        console.print(f"  [bold]{name}[/bold]: {(value or b'').decode()}", highlight=False)
+    console.print_json(msg.value().decode())
+
+
+def _next_steps(console: Console) -> None:
+    console.print(
+        "\nNext, against a broker of your own (`tmf-events broker` starts one on port 9092):\n"
+        "  tmf-events topics                        create the topics\n"
+        "  tmf-events run                           the processor; a progress line every 30 s\n"
+        "  tmf-events load --count 1000 --rate 100  synthetic change records\n"
+        "  tmf-events tail                          the events as they are committed\n"
+        "  tmf-events api, tmf-events latest ID     an instance's latest event over HTTP\n"
+        "  tmf-events replay FILE                   the same without Kafka (JSON Lines in)",
+        highlight=False,
+        soft_wrap=True,
     )

@@ -30,6 +30,7 @@ from rich.progress import (
 from rich.text import Text
 
 from processor.dev.synthetic import Generator
+from processor.errors import UNREACHABLE_CODES
 
 __all__ = ["LoadReport", "TokenBucket", "produce_load"]
 
@@ -47,6 +48,7 @@ class LoadReport:
     bytes: int = 0
     interrupted: bool = False
     first_error: str | None = None
+    unreachable: bool = False  # stopped early: deliveries failed for want of a broker
 
     @property
     def records_per_s(self) -> float:
@@ -91,6 +93,7 @@ class _Counters:
         self.sent = 0
         self.failed = 0
         self.first_error: str | None = None
+        self.unreachable = False
 
     def on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
         if err is None:
@@ -98,7 +101,13 @@ class _Counters:
         else:
             self.failed += 1
             if self.first_error is None:
-                self.first_error = str(err)
+                self.first_error = str(err.str())
+            # Timed out for want of a broker: producing more would only time out too.
+            self.unreachable = self.unreachable or err.code() in UNREACHABLE_CODES
+
+
+class _Unreachable(Exception):  # noqa: N818 - ends the produce loop, not a failure of it
+    pass
 
 
 def produce_load(
@@ -115,7 +124,9 @@ def produce_load(
 
     `config` is the producer's (processor.clients.plain_producer). Delivery errors are counted,
     not raised. Ctrl-C stops producing, flushes what was produced and reports
-    `interrupted=True`. The time runs from the first record to the end of the final flush.
+    `interrupted=True`. Deliveries that time out for want of a broker (the producer's
+    `message.timeout.ms`) stop producing: `unreachable=True`. The time runs from the first
+    record to the end of the final flush.
     """
     producer = Producer(dict(config))
     counters = _Counters()
@@ -148,6 +159,8 @@ def produce_load(
                         producer.poll(delay)  # sleep while serving delivery callbacks
                         delay = bucket.wait_time()
                     bucket.take()
+                if counters.unreachable:
+                    raise _Unreachable
                 while True:
                     try:
                         producer.produce(
@@ -160,6 +173,8 @@ def produce_load(
                         break
                     except BufferError:  # local queue full: let it drain
                         producer.poll(0.05)
+                        if counters.unreachable:
+                            raise _Unreachable from None
                     except KafkaException as exc:
                         produce_failed += 1
                         if counters.first_error is None:
@@ -172,6 +187,8 @@ def produce_load(
                     bar.update(task, completed=produced)
         except KeyboardInterrupt:
             interrupted = True
+        except _Unreachable:
+            pass
         bar.update(task, completed=produced, description=f"{topic} (flushing)")
         remaining = producer.flush(_FLUSH_TIMEOUT_S)
         bar.update(task, description=topic)
@@ -183,4 +200,5 @@ def produce_load(
         bytes=total_bytes,
         interrupted=interrupted,
         first_error=counters.first_error,
+        unreachable=counters.unreachable,
     )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from processor.metrics import package_version
+from processor.tmf import event_name, kinds
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
@@ -80,3 +83,19 @@ class HubMetrics:
             "tmf_events_hub_build_info", "Build information", ["version"], registry=r
         )
         self.build_info.labels(package_version()).set(1)
+
+    def start_at_zero(self, tmf_version: str, entity_types: Iterable[str]) -> None:
+        """The series whose label values are known start at 0 (alerts on increase() see the
+        first failure; dashboards show 0, not "no data")."""
+        for entity_type in entity_types:
+            self.retries.labels(entity_type)
+            self.uncertain.labels(entity_type)
+            for kind in kinds(entity_type, tmf_version):
+                for outcome in ("delivered", "failed"):
+                    self.deliveries.labels(entity_type, event_name(entity_type, kind), outcome)
+        for operation, outcome in (
+            ("register", "created"),
+            ("unregister", "deleted"),
+            ("unregister", "404"),
+        ):
+            self.registrations.labels(operation, outcome)

@@ -1,9 +1,10 @@
 """`tmf-events hub`: the parts put together, and how the command fails.
 
-Start-up: bind the HTTP port (busy: exit 2 naming `http_port`), check that the output topics
-exist and create the hub topic (no answer from Kafka in time: exit 4), read the hub topic,
-serve HTTP and join the group. SIGTERM: workers write their positions, the replica leaves
-the group, exit 0.
+Start-up: bind the HTTP port (busy: exit 2 naming `http_port`), reach Kafka (no answer
+within `connect_timeout_ms`: exit 4), check that the output topics exist (else exit 2 naming
+the topic's setting) and create the hub topic, read the hub topic, serve HTTP and join the
+group. SIGTERM: workers write their positions, the replica leaves the group, exit 0. Every
+failure is a CommandError, told in one line like every command's (processor/errors.py).
 """
 
 from __future__ import annotations
@@ -13,25 +14,19 @@ import sys
 import threading
 from collections.abc import Mapping
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaException
 
 from processor.config import Settings
+from processor.connect import call_failed, wait_for_kafka
+from processor.errors import KafkaFatalError, port_failure
 from processor.http import Answer, HttpServer, Request, problem
 from processor.hub.callbacks import Resolver, parse_allowed_hosts, system_resolver
 from processor.hub.dispatch import Dispatcher
 from processor.hub.metrics import HubMetrics
 from processor.hub.routes import HubRoutes
-from processor.hub.store import HubSetupError, HubStore, ensure_hub_topic
+from processor.hub.store import HubStore, ensure_hub_topic
 
 log = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_KAFKA_FATAL, EXIT_KAFKA_UNREACHABLE = 0, 1, 2, 3, 4
-_UNREACHABLE = {
-    KafkaError._TRANSPORT,
-    KafkaError._TIMED_OUT,
-    KafkaError._ALL_BROKERS_DOWN,
-    KafkaError._RESOLVE,
-}
 
 
 class Hub:
@@ -39,6 +34,7 @@ class Hub:
         self.settings = settings
         self.resolve = resolve
         self.metrics = HubMetrics()
+        self.metrics.start_at_zero(settings.tmf_version, settings.entity_types)
         self.allowed = parse_allowed_hosts(settings.hub_allowed_callback_hosts)
         self.topics = [settings.topic_for(t) for t in settings.entity_types]
         self.stop_event = threading.Event()
@@ -97,8 +93,8 @@ class Hub:
 
 
 def run_hub(settings: Settings) -> int:
-    """The command: exit codes 0 (stopped), 2 (configuration), 3 (fatal Kafka error),
-    4 (Kafka unreachable at start-up)."""
+    """The command: 0 once stopped; a failure raises a CommandError (2 configuration, 3 a
+    fatal Kafka error, 4 Kafka unreachable at start-up)."""
     import signal
 
     port = settings.port_for("hub")
@@ -108,27 +104,16 @@ def run_hub(settings: Settings) -> int:
             port, hub.metrics.registry, hub.health, hub.readiness, routes=hub.handle
         )
     except OSError as exc:
-        _fail(f"cannot listen on port {port} ({exc.strerror}): set http_port to a free port")
-        return EXIT_CONFIG
+        raise port_failure(exc, port, settings.origin("http_port")) from exc
     try:
-        hub.prepare()
-    except HubSetupError as exc:
-        server.httpd.server_close()
-        _fail(str(exc))
-        return EXIT_CONFIG
+        wait_for_kafka(settings)
+        hub.prepare()  # HubSetupError is a usage error already
     except KafkaException as exc:
-        server.httpd.server_close()
-        err = exc.args[0] if exc.args else None
-        code = err.code() if isinstance(err, KafkaError) else None
-        text = err.str() if isinstance(err, KafkaError) else str(exc)
-        if code in _UNREACHABLE:
-            _fail(
-                f"cannot reach Kafka at {settings.bootstrap_servers} ({text}): check "
-                "bootstrap_servers"
-            )
-            return EXIT_KAFKA_UNREACHABLE
-        _fail(f"Kafka at {settings.bootstrap_servers}: {text}")
-        return EXIT_KAFKA_FATAL
+        server.stop()
+        raise call_failed(settings, exc) from exc
+    except BaseException:
+        server.stop()
+        raise
 
     def _stop(_signum: int, _frame: object) -> None:
         hub.stop_event.set()
@@ -141,12 +126,10 @@ def run_hub(settings: Settings) -> int:
     try:
         hub.run()
     except KafkaException as exc:
-        _fail(f"fatal Kafka error: {exc}")
-        return EXIT_KAFKA_FATAL
+        failure = call_failed(settings, exc)
+        raise KafkaFatalError(
+            failure.what, "the replica stops; its orchestrator restarts it", origin=failure.origin
+        ) from exc
     finally:
         server.stop()
-    return EXIT_OK
-
-
-def _fail(text: str) -> None:
-    print(f"tmf-events hub: {text}", file=sys.stderr)
+    return 0

@@ -28,6 +28,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from processor import clients
 from processor.config import Settings
+from processor.errors import UsageError
 from processor.hub.model import (
     Position,
     Subscription,
@@ -44,8 +45,8 @@ _TIMEOUT_S = 15.0
 HUB_TOPIC_CONFIG = {"cleanup.policy": "compact", "delete.retention.ms": "86400000"}
 
 
-class HubSetupError(Exception):
-    """A topic layout the hub cannot run with; the message says what to do."""
+class HubSetupError(UsageError):
+    """A topic layout the hub cannot run with (exit 2); the hint says what to do."""
 
 
 def ensure_hub_topic(settings: Settings, output_topics: Iterable[str]) -> dict[str, int]:
@@ -60,9 +61,11 @@ def ensure_hub_topic(settings: Settings, output_topics: Iterable[str]) -> dict[s
     for name in output_topics:
         topic = meta.topics.get(name)
         if topic is None or topic.error is not None or not topic.partitions:
+            setting = "service_topic" if name == settings.service_topic else "resource_topic"
             raise HubSetupError(
-                f"output topic {name} does not exist: run `tmf-events topics` first "
-                "(or check service_topic / resource_topic)"
+                f"output topic {name} does not exist",
+                f"run `tmf-events topics` first, or point {setting} at the right topic",
+                origin=settings.origin(setting),
             )
         counts[name] = len(topic.partitions)
     hub = meta.topics.get(settings.hub_topic)
@@ -79,8 +82,9 @@ def ensure_hub_topic(settings: Settings, output_topics: Iterable[str]) -> dict[s
             except KafkaException as exc:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise HubSetupError(
-                        f"cannot create the hub topic {name}: {exc.args[0].str()} "
-                        "(create it compacted, or set hub_topic)"
+                        f"cannot create the hub topic {name}: {exc.args[0].str()}",
+                        "create it compacted, or set hub_topic",
+                        origin=settings.origin("hub_topic"),
                     ) from exc
     return counts
 

@@ -42,6 +42,7 @@ def test_compose_commands(compose_model: dict[str, Any]) -> None:
 
 
 def test_chart_commands(manifests: list[Manifest]) -> None:
-    for workload in workloads(manifests):
+    jobs = [m for m in manifests if m["kind"] == "Job"]
+    for workload in [*workloads(manifests), *jobs]:
         for container in workload["spec"]["template"]["spec"]["containers"]:
             assert_cli_accepts(container["args"], workload["metadata"]["name"])

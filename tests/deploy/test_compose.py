@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from processor.config import Settings, setting_env_names
+from processor.config import HTTP_PORTS, Settings, setting_env_names
 
 from .conftest import COMPOSE_FILE, ROOT, compose_config, run, tool
 
@@ -176,6 +176,9 @@ def test_http_ports_match_healthcheck_and_scrape_targets(compose_model: dict[str
     assert any(p["target"] == 8080 for p in api["ports"]), "the query API is published"
     hub = next(iter(by_command(compose_model, "hub").values()))
     assert any(p["target"] == 8080 for p in hub["ports"]), "the hub is published"
+    # On the host at each command's own default port: `tmf-events latest ID` needs no --url.
+    for command, svc in (("api", api), ("hub", hub)):
+        assert {str(p["published"]) for p in svc["ports"]} == {str(HTTP_PORTS[command])}
 
 
 def test_monitoring_services_mount_the_deploy_files(compose_model: dict[str, Any]) -> None:

@@ -316,6 +316,68 @@ def test_kafka_tls_and_sasl_come_from_secrets(
     assert files[str(kafka["ssl.key.location"])] == ("tmf-events-kafka-user", "user.key")
 
 
+# --- topics ----------------------------------------------------------------------------------
+
+
+def test_no_topics_job_unless_asked_for(default_manifests: list[Manifest]) -> None:
+    assert not find(default_manifests, "Job")
+    assert not find(default_manifests, "ConfigMap", "-topics-settings")
+
+
+def test_topics_job_runs_topics_with_the_processors_settings_and_secrets(
+    feature_manifests: list[Manifest], tmp_path: Path, clean_settings_env: pytest.MonkeyPatch
+) -> None:
+    from processor.cli import build_parser
+
+    job = one(feature_manifests, "Job", "-topics")
+    settings_map = one(feature_manifests, "ConfigMap", "-topics-settings")
+    hooks = [job["metadata"]["annotations"], settings_map["metadata"]["annotations"]]
+    for hook in hooks:
+        assert hook["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert "before-hook-creation" in hook["helm.sh/hook-delete-policy"]
+    # The settings file exists before the Job that reads it.
+    assert int(hooks[1]["helm.sh/hook-weight"]) < int(hooks[0]["helm.sh/hook-weight"])
+    # The same settings file as the processor's.
+    processor_map = one(feature_manifests, "ConfigMap", "-config")
+    assert settings_map["data"] == processor_map["data"]
+
+    spec = pod_spec(job)
+    (container,) = spec["containers"]
+    args = build_parser().parse_args(container["args"])
+    assert (args.command, args.partitions, args.replication_factor) == ("topics", 12, 3)
+    assert args.config == "/etc/tmf-events/config.yaml"
+    assert spec["restartPolicy"] == "Never" and job["spec"]["backoffLimit"] >= 1
+
+    # Its env: the processor's Kafka secrets and extra env (minus what is per replica).
+    (processor,) = containers(one(feature_manifests, "StatefulSet", "-processor"))
+    per_replica = {"TMF_EVENTS_INSTANCE_ID", "TMF_EVENTS_STATE_DIR"}
+    assert container["env"] == [e for e in processor["env"] if e["name"] not in per_replica]
+    # Its volumes: the hook's settings file, /tmp, the processor's certificates.
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    processor_volumes = {
+        v["name"]: v
+        for v in pod_spec(one(feature_manifests, "StatefulSet", "-processor"))["volumes"]
+    }
+    assert volumes["config"]["configMap"]["name"] == settings_map["metadata"]["name"]
+    assert volumes["kafka-tls"] == processor_volumes["kafka-tls"]
+    assert container["volumeMounts"] == [
+        m for m in processor["volumeMounts"] if m["name"] in volumes
+    ]
+    # What `tmf-events topics` will load: complete Kafka settings, credentials included.
+    path = tmp_path / "config.yaml"
+    path.write_text(settings_map["data"]["config.yaml"], encoding="utf-8")
+    with clean_settings_env.context() as env:
+        for key, value in container_env(container, "topics").items():
+            env.setenv(key, value)
+        settings = load_settings(path)
+    assert settings.kafka["sasl.password"] == FAKE_SECRETS[("tmf-events-kafka-user", "password")]
+    assert settings.events_retention_ms == 63_072_000_000
+    # A hook runs before the chart's service account exists: the namespace default then.
+    assert "serviceAccountName" not in spec
+    assert spec["automountServiceAccountToken"] is False
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
 # --- probes, ports, security -------------------------------------------------------------
 
 
@@ -340,6 +402,8 @@ def test_pods_run_non_root_with_a_read_only_root(manifests: list[Manifest]) -> N
         assert pod["runAsUser"] != 0
         assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
         assert spec["automountServiceAccountToken"] is False
+        # No Service links: Services named tmf-events-* would inject TMF_EVENTS_* variables.
+        assert spec["enableServiceLinks"] is False
         (container,) = containers(workload)
         ctx = container["securityContext"]
         assert ctx["readOnlyRootFilesystem"] is True

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -35,6 +33,7 @@ from referencing.jsonschema import DRAFT202012
 
 from processor.api import Api, ChangelogView
 from processor.config import Settings
+from processor.dev.broker import EmbeddedBroker
 from processor.dev.synthetic import rfc3339_ms
 from processor.http import HttpServer
 from tests.kafka_helpers import (
@@ -50,12 +49,14 @@ from tests.processes import (
     REPO,
     ProcessorThread,
     Send,
-    cli_env,
     end_offsets,
+    exit_within,
     processor_fields,
     read_input,
     run_cli,
     send,
+    spawn_cli,
+    stopping,
     wait_consumed,
 )
 from tests.schema_check import assert_valid_event
@@ -539,14 +540,7 @@ def test_api_command_serves_the_same_answers(world: World, tmp_path: Path) -> No
     fields["instance_id"] = "api-cli"
     log_path = tmp_path / "api.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "processor.cli", "api"],
-            env=cli_env(fields),
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        proc = spawn_cli(["api"], fields=fields, stdout=log)
     try:
         found = wait_until(
             lambda: (
@@ -598,6 +592,10 @@ def test_api_catches_up_and_survives_a_processor_restart(
         not_ready = api.get("/readyz")
         assert not_ready.status == 503
         assert not_ready.json()["status"] == "fail"
+        # Not 404: the instance may well exist in a changelog not read yet.
+        for path in ("/instances/live-1", "/instances/live-1/events/latest"):
+            body = check_problem(api.get(path), 503, path.replace("live-1", "{id}"))
+            assert "not ready" in body["detail"]
 
         create_topics(bootstrap, {topic: 2})
         send(
@@ -674,3 +672,52 @@ def test_api_catches_up_and_survives_a_processor_restart(
         assert second.result == 0
     finally:
         api.stop()
+
+
+# -- a follower that cannot recover ends the process -------------------------------------------
+
+
+def test_api_exits_4_when_its_brokers_are_gone_for_good(
+    noida_private_broker: EmbeddedBroker, unique_name: UniqueName, tmp_path: Path
+) -> None:
+    """An API whose changelog can no longer be read must not serve an ever older view: it
+    exits (4: Kafka unreachable) so that its orchestrator restarts it."""
+    connect_ms = 3000
+    fields = processor_fields(
+        noida_private_broker.bootstrap_servers,
+        unique_name("api-dies"),
+        http_port=free_port(),
+        connect_timeout_ms=connect_ms,
+    )
+    settings = Settings(**fields)
+    create_topics(settings.bootstrap_servers, {settings.changelog_topic: 1})
+    log_path = tmp_path / "api.log"
+    with log_path.open("wb") as log:
+        proc = spawn_cli(["api"], fields=fields, stdout=log)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            return True
+        listening = "listening" in log_path.read_text(errors="replace")
+        return listening and http_get(fields["http_port"], "/readyz").status == 200
+
+    with stopping(proc):
+        wait_until(
+            up,
+            60,
+            interval=0.1,
+            message=lambda: f"tmf-events api never got ready; log:\n{log_path.read_text()}",
+        )
+        assert proc.poll() is None, log_path.read_text()
+        assert http_get(fields["http_port"], "/instances/nope").status == 404  # ready: true
+
+        noida_private_broker.kill()
+        code = exit_within(proc, connect_ms / 1000 + 30)
+    log = log_path.read_text(errors="replace")
+    assert code == 4, log
+    last = log.strip().splitlines()[-1]
+    assert last.startswith(
+        f"tmf-events api: cannot reach Kafka at {settings.bootstrap_servers} within 3 s"
+    ), log
+    assert "bootstrap_servers from environment variable TMF_EVENTS_BOOTSTRAP_SERVERS" in last
+    assert "Traceback" not in log

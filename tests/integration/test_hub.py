@@ -547,4 +547,6 @@ def test_a_hub_without_output_topics_exits_2_naming_what_to_do(
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
-    assert "does not exist: run `tmf-events topics` first" in lines[0]
+    assert lines[0].startswith("tmf-events hub: output topic ")
+    assert "does not exist (service_topic from environment variable" in lines[0]
+    assert "run `tmf-events topics` first" in lines[0]

@@ -27,11 +27,16 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from processor.config import Settings
 from processor.dev.synthetic import Generator, Mix
 from processor.http import HttpServer
+from processor.hub.metrics import HubMetrics
+from processor.metrics import SKIP_REASONS, ApiMetrics
+from processor.records import REASONS
+from processor.tmf import ENTITY_TYPES, event_name, kinds
 from tests.kafka_helpers import (
     Broker,
     Record,
@@ -54,6 +59,7 @@ from tests.processes import (
 
 PARTITIONS = 3
 JOB = "tmf-events"
+ALL_EVENT_TYPES = [event_name(e, k) for e in ENTITY_TYPES for k in kinds(e, "v4")]
 
 
 # -- Prometheus ---------------------------------------------------------------------------------
@@ -312,12 +318,14 @@ def test_emitted_events_equal_the_output_topics(run: Run) -> None:
         lambda: prom.scalar("sum(tmf_events_events_emitted_total)") == total,
         f"sum(tmf_events_events_emitted_total) == {total}",
     )
+    # Every event type of the profile has its series; those that never happened are 0.
+    want_types = dict.fromkeys(ALL_EVENT_TYPES, 0.0) | {k: float(v) for k, v in by_type.items()}
     run.wait_for(
         lambda: (
             prom.by("sum by (event_type) (tmf_events_events_emitted_total)", "event_type")
-            == {k: float(v) for k, v in by_type.items()}
+            == want_types
         ),
-        f"events by event_type == {dict(by_type)}",
+        f"events by event_type == {want_types}",
     )
     assert prom.by("sum by (entity_type) (tmf_events_events_emitted_total)", "entity_type") == {
         k: float(v) for k, v in by_entity.items()
@@ -339,12 +347,12 @@ def test_consumed_records_and_dead_letters_equal_the_topics(run: Run) -> None:
 
     reasons = Counter((r.header("tmf-events-error") or b"").decode() for r in run.dead_letters)
     assert sum(reasons.values()) == 5, reasons
+    want_reasons = dict.fromkeys(REASONS, 0.0) | {k: float(v) for k, v in reasons.items()}
     run.wait_for(
         lambda: (
-            prom.by("sum by (reason) (tmf_events_dead_letters_total)", "reason")
-            == {k: float(v) for k, v in reasons.items()}
+            prom.by("sum by (reason) (tmf_events_dead_letters_total)", "reason") == want_reasons
         ),
-        f"dead letters by reason == {dict(reasons)}",
+        f"dead letters by reason == {want_reasons}",
     )
     # Every consumed record emitted (one version step per record), was skipped for a reason,
     # or was dead-lettered.
@@ -404,6 +412,39 @@ def test_consumer_lag_is_exported_per_assigned_partition(run: Run) -> None:
         ),
         f"tmf_events_consumer_lag_records == 0 for partitions {sorted(expected)}",
         timeout=10,
+    )
+
+
+def test_series_of_known_label_values_exist_before_anything_happened(run: Run) -> None:
+    """Alerts on increase() and dashboards need the series before the first increment: a
+    reason, outcome or kind that never occurred in this run is there, at 0."""
+    prom = run.prometheus
+    dead = Counter((r.header("tmf-events-error") or b"").decode() for r in run.dead_letters)
+    for reason in ("too_deep", "invalid_avro", "missing_timestamp"):
+        assert reason in REASONS and reason not in dead
+        run.wait_for(
+            lambda r=reason: prom.query(f'tmf_events_dead_letters_total{{reason="{r}"}}'),
+            f"a dead-letter series for {reason}",
+        )
+        assert prom.scalar(f'tmf_events_dead_letters_total{{reason="{reason}"}}') == 0
+    for metric, label, values in (
+        ("tmf_events_records_skipped_total", "reason", SKIP_REASONS),
+        ("tmf_events_transactions_total", "outcome", ("committed", "aborted")),
+        ("tmf_events_rebalances_total", "kind", ("assign", "revoke", "lost")),
+        ("tmf_events_core_records_total", "path", ("c", "python")),
+        ("tmf_events_events_emitted_total", "event_type", ALL_EVENT_TYPES),
+    ):
+        run.wait_for(
+            lambda m=metric, label=label, v=values: (
+                set(prom.by(f"sum by ({label}) ({m})", label)) == set(v)
+            ),
+            f"{metric} with every {label} in {values}",
+        )
+    # Never revoked, never lost in this run: still a series, at 0.
+    assert prom.scalar('tmf_events_rebalances_total{kind="lost"}') == 0
+    run.wait_for(
+        lambda: prom.scalar('increase(tmf_events_dead_letters_total{reason="too_deep"}[1m])') == 0,
+        "increase() over a reason that never happened: 0, not no data",
     )
 
 
@@ -485,7 +526,7 @@ def test_exposition_follows_prometheus_naming(run: Run) -> None:
 
 
 def test_every_metric_the_deploy_files_query_is_exported(run: Run) -> None:
-    """Alert rules and dashboards must not query names the processor does not export."""
+    """Alert rules and dashboards must not query names that no command exports."""
     files = [
         p
         for pattern in ("deploy/*.yml", "deploy/**/*.json", "deploy/helm/**/files/*")
@@ -497,18 +538,19 @@ def test_every_metric_the_deploy_files_query_is_exported(run: Run) -> None:
     referenced: set[str] = set()
     for path in files:
         referenced |= set(re.findall(r"\btmf_events_[a-z0-9_]+", path.read_text(errors="replace")))
+    # The processor's exposition as scraped, and the series the query API and the hub
+    # export (their registries, built as the commands build them).
+    hub = HubMetrics()
+    hub.start_at_zero("v4", ENTITY_TYPES)
+    exposition = run.exposition() + "".join(
+        generate_latest(r).decode() for r in (ApiMetrics().registry, hub.registry)
+    )
     exported: set[str] = set()
-    for family in text_string_to_metric_families(run.exposition()):
+    for family in text_string_to_metric_families(exposition):
         exported.add(family.name)
         if family.type == "counter":
             exported |= {f"{family.name}_total", f"{family.name}_created"}
         elif family.type == "histogram":
             exported |= {f"{family.name}{s}" for s in ("_bucket", "_count", "_sum", "_created")}
-    # Names the API service (`tmf-events api`) and the hub (`tmf-events hub`, whose own
-    # integration test scrapes them) export share the registry layout.
-    unknown = sorted(
-        name
-        for name in referenced
-        if name not in exported and not name.startswith(("tmf_events_api", "tmf_events_hub"))
-    )
-    assert not unknown, f"deploy files query metrics the processor does not export: {unknown}"
+    unknown = sorted(referenced - exported)
+    assert not unknown, f"deploy files query metrics no command exports: {unknown}"

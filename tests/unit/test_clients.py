@@ -73,3 +73,21 @@ def test_every_role_reads_shared_properties() -> None:
         assert kafka_properties.role_reads(role, "sasl.username")  # type: ignore[arg-type]
     assert not kafka_properties.role_reads("admin", "group.instance.id")
     assert not kafka_properties.role_reads("consumer", "transaction.timeout.ms")
+
+
+def test_every_name_offered_as_a_guess_is_one_librdkafka_knows() -> None:
+    from confluent_kafka import KafkaException, Producer
+
+    from processor.kafka_names import NAMES
+
+    unknown = []
+    for name in sorted(NAMES):
+        try:
+            Producer({name: "0", "log_level": 0})
+        except KafkaException as exc:
+            if "No such configuration property" in exc.args[0].str():
+                unknown.append(name)
+        except TypeError:  # the binding checks the value's type: the name it knows
+            pass
+    assert len(NAMES) > 100
+    assert not unknown

@@ -254,8 +254,10 @@ def test_invalid_values_raise_config_error(overrides, mentions):
     with pytest.raises(ConfigError) as info:
         load_settings(**overrides)
     message = str(info.value)
-    assert message.startswith("invalid configuration")
     assert mentions in message
+    # One line in the operator's words: the setting, where its value came from, what to do.
+    assert "\n" not in message and "pydantic" not in message, message
+    assert " from flag --" in message, message
 
 
 def test_invalid_env_value_raises_config_error(monkeypatch):
@@ -293,3 +295,127 @@ def test_config_file_that_is_not_yaml(yaml_file):
 def test_config_file_that_is_not_a_mapping(yaml_file):
     with pytest.raises(ConfigError, match="must hold a mapping"):
         load_settings(yaml_file("- app_id\n- other\n"))
+
+
+# -- where a value came from, and what a problem says -------------------------------------------
+
+
+def test_each_value_knows_where_it_came_from(yaml_file, monkeypatch):
+    path = yaml_file("app_id: inv\nkafka:\n  linger.ms: 5\n  client.rack: r1\n")
+    monkeypatch.setenv("TMF_EVENTS_MAX_BATCH", "500")
+    monkeypatch.setenv("TMF_EVENTS_KAFKA__client.rack", "r2")
+    s = load_settings(path, bootstrap_servers="k:9092")
+    assert s.origin("bootstrap_servers") == "bootstrap_servers from flag --bootstrap-servers"
+    assert s.origin("max_batch") == "max_batch from environment variable TMF_EVENTS_MAX_BATCH"
+    assert s.origin("app_id") == f"app_id from file {path}:1"
+    assert s.origin("kafka", "linger.ms") == f"kafka.linger.ms from file {path}:3"
+    assert (
+        s.origin("kafka", "client.rack")
+        == "kafka.client.rack from environment variable TMF_EVENTS_KAFKA__client.rack"
+    )
+    assert s.origin("history") == "history from default"
+    assert (s.kafka["client.rack"], s.max_batch) == ("r2", 500)
+
+
+def test_new_settings_and_their_defaults():
+    s = load_settings()
+    assert s.connect_timeout_ms == 30_000
+    assert s.progress_interval_s == 30
+    assert s.events_retention_ms == 365 * 24 * 3600 * 1000
+    assert load_settings(progress_interval_s=0).progress_interval_s == 0
+    assert load_settings(events_retention_ms=-1).events_retention_ms == -1
+    for name, bad in (
+        ("connect_timeout_ms", 0),
+        ("progress_interval_s", -1),
+        ("events_retention_ms", -2),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            load_settings(**{name: bad})
+
+
+def test_an_unknown_environment_variable_is_refused_with_a_guess(monkeypatch):
+    monkeypatch.setenv("TMF_EVENTS_PRIVATE_FILEDS", '["note"]')
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert info.value.origin == "private_fileds from environment variable TMF_EVENTS_PRIVATE_FILEDS"
+    assert "did you mean TMF_EVENTS_PRIVATE_FIELDS?" in info.value.hint
+
+
+def test_kubernetes_service_links_are_no_typos(monkeypatch):
+    # What the kubelet injects for a Service named tmf-events-api in the same namespace.
+    for name, value in {
+        "TMF_EVENTS_API_SERVICE_HOST": "10.0.0.7",
+        "TMF_EVENTS_API_SERVICE_PORT": "8080",
+        "TMF_EVENTS_API_SERVICE_PORT_HTTP": "8080",
+        "TMF_EVENTS_API_PORT": "tcp://10.0.0.7:8080",
+        "TMF_EVENTS_API_PORT_8080_TCP": "tcp://10.0.0.7:8080",
+        "TMF_EVENTS_API_PORT_8080_TCP_ADDR": "10.0.0.7",
+        "TMF_EVENTS_API_PORT_8080_TCP_PORT": "8080",
+        "TMF_EVENTS_API_PORT_8080_TCP_PROTO": "tcp",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().app_id == "tmf-events"
+    monkeypatch.setenv("TMF_EVENTS_HTTP_PROT", "8080")  # a typo, not a service link
+    with pytest.raises(ConfigError, match="TMF_EVENTS_HTTP_PORT"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "example"),
+    [
+        ("PRIVATE_FIELDS", "note, billing.account", '\'["note","billing.account"]\''),
+        ("KAFKA", "security.protocol=SSL", """'{"security.protocol": "SSL"}'"""),
+        ("ENVELOPE", "domain=inventory", """'{"name": "value"}'"""),
+    ],
+)
+def test_json_is_asked_for_where_it_is_expected(monkeypatch, name, value, example):
+    monkeypatch.setenv(f"TMF_EVENTS_{name}", value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    message = str(info.value)
+    assert f"TMF_EVENTS_{name} must be a JSON" in message
+    assert f"from environment variable TMF_EVENTS_{name}" in message
+    assert example in message
+
+
+@pytest.mark.parametrize(
+    ("text", "what", "origin", "guess"),
+    [
+        (
+            "envelope:\n  titel: Inventory\n",
+            "unknown setting envelope.titel",
+            "envelope.titel from file {file}:2",
+            "did you mean envelope.title?",
+        ),
+        (
+            "kafka:\n  linger.ms: 5\n  lingr.ms: 5\n",
+            "unknown kafka property lingr.ms",
+            "kafka.lingr.ms from file {file}:3",
+            "did you mean linger.ms?",
+        ),
+    ],
+)
+def test_nested_unknown_names_get_their_place_and_a_guess(yaml_file, text, what, origin, guess):
+    path = yaml_file(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert info.value.what == what
+    assert info.value.origin == origin.format(file=path)
+    assert guess in info.value.hint
+
+
+def test_a_guarded_kafka_property_says_who_sets_it():
+    with pytest.raises(ConfigError) as guarded:
+        load_settings(kafka={"isolation.level": "read_uncommitted"})
+    assert "set by tmf-events itself" in guarded.value.what
+    assert "the processor reads read_committed" in guarded.value.hint
+
+
+def test_several_problems_are_one_line_naming_them_all(yaml_file):
+    path = yaml_file("max_batch: 0\ntmf_version: v9\nmax_bach: 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    line = info.value.line("run")
+    assert "\n" not in line
+    assert line.startswith("tmf-events run: invalid tmf_version")
+    assert "also wrong: max_batch, max_bach" in line

@@ -147,3 +147,44 @@ def test_the_package_has_no_import_cycles() -> None:
     for node in sorted(graph):
         if node not in state:
             visit(node)
+
+
+def _readme_section(title: str) -> str:
+    """A README section up to the next heading of its level or above (code blocks left out:
+    their comments start with # too)."""
+    text = re.sub(
+        r"^```.*?^```", "", (ROOT / "README.md").read_text(encoding="utf-8"), flags=re.M | re.S
+    )
+    level = len(title) - len(title.lstrip("#"))
+    body = text.split(f"\n{title}\n", 1)[1]
+    return re.split(rf"^#{{1,{level}}} ", body, maxsplit=1, flags=re.MULTILINE)[0]
+
+
+def test_the_readme_lists_every_exit_code_every_setting_and_every_command() -> None:
+    import argparse
+
+    from processor import errors
+    from processor.cli import build_parser
+    from processor.config import Settings
+
+    codes = re.findall(r"^\| (\d) \|", _readme_section("### Exit codes"), re.MULTILINE)
+    constants = {
+        errors.OK,
+        errors.FAILED,
+        errors.USAGE,
+        errors.KAFKA_FATAL,
+        errors.KAFKA_UNREACHABLE,
+    }
+    assert sorted(int(c) for c in codes) == sorted(constants) == [0, 1, 2, 3, 4]
+
+    # The settings table, and the hub's own in its section.
+    tables = _readme_section("## Configuration") + _readme_section("## The TMF notification hub")
+    rows = " ".join(re.findall(r"^\| (.+?) \|", tables, re.MULTILINE))
+    missing = set(Settings.model_fields) - set(re.findall(r"`(\w+)`", rows))
+    assert not missing, f"settings missing from the README's tables: {sorted(missing)}"
+
+    commands = _readme_section("## Commands")
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name in sub.choices:
+        assert f"`tmf-events {name}" in commands, f"command {name} missing from the README"

@@ -359,9 +359,11 @@ def test_cli_replay_bad_line_exits_2(tmp_path, capsys):
     assert "line 1: partition must be an integer" in capsys.readouterr().err
 
 
-def test_cli_replay_missing_file_exits_1(tmp_path, capsys):
-    assert cli.main(["replay", str(tmp_path / "nope.jsonl")]) == 1
-    assert "nope.jsonl" in capsys.readouterr().err
+def test_cli_replay_missing_file_is_a_usage_error(tmp_path, capsys):
+    assert cli.main(["replay", str(tmp_path / "nope.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.jsonl" in err and "No such file" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
 
 
 @pytest.mark.parametrize("offset", [2**63, 2**64 - 1])
@@ -371,3 +373,123 @@ def test_cli_replay_offset_beyond_kafkas_range_exits_2(tmp_path, capsys, offset)
     path.write_bytes(_line(offset=offset, **_create()) + b"\n")
     assert cli.main(["replay", str(path)]) == 2
     assert "line 1: offset" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------
+# kcat's JSON envelope (`kcat -C -J`)
+
+
+def _kcat(payload, key="svc-1", **members) -> bytes:
+    envelope = {
+        "topic": TOPIC,
+        "partition": 3,
+        "offset": 77,
+        "tstype": "create",
+        "ts": 1_767_261_600_000,
+        "broker": 1,
+        "headers": ["traceparent", TRACEPARENT, "x", None, "x", "again"],
+        "key": key,
+        "payload": payload,
+    }
+    envelope.update(members)
+    return orjson.dumps(envelope)
+
+
+def test_a_kcat_envelope_is_the_record_it_was_taken_from():
+    # Duplicate members: any re-serialisation would drop one; the value is kept byte for byte.
+    value = '{"entityType": "service",  "entityType": "service", "instance": {"id": "svc-1"}}'
+    record = parse_line(_kcat(value), 5, "other.topic")
+    assert record.value == value.encode()
+    assert (record.topic, record.partition, record.offset) == (TOPIC, 3, 77)
+    assert record.timestamp_ms == 1_767_261_600_000
+    assert record.key == b"svc-1"
+    assert record.headers == [
+        ("traceparent", TRACEPARENT.encode()),
+        ("x", None),
+        ("x", b"again"),
+    ]
+
+
+def test_kcat_tombstones_null_keys_and_missing_timestamps():
+    line = orjson.dumps({"topic": TOPIC, "partition": 0, "offset": 9, "broker": 1,
+                         "key": "svc-1", "payload": None})  # fmt: skip
+    record = parse_line(line, 0, TOPIC)
+    assert (record.key, record.value, record.timestamp_ms, record.headers) == (
+        b"svc-1",
+        None,
+        None,
+        [],
+    )
+    record = parse_line(_kcat("x", key=None, tstype="unknown", ts=-1), 0, TOPIC)
+    assert (record.key, record.timestamp_ms) == (None, None)
+
+
+def test_kcat_binary_values_keep_their_bytes():
+    """kcat escapes control characters but writes other bytes into its JSON strings
+    unchecked: a binary value makes a line that is not UTF-8."""
+    value = b"\x00\x02\xff\xfeavro\x80\n"
+    line = (
+        b'{"topic":"inventory.changes","partition":1,"offset":4,"tstype":"create",'
+        b'"ts":1767261600000,"broker":1,"key":"svc-1",'
+        + b'"payload":"\\u0000\\u0002\xff\xfeavro\x80\\n"}'
+    )
+    record = parse_line(line, 0, TOPIC)
+    assert record.value == value
+    assert (record.partition, record.offset) == (1, 4)
+
+
+def test_kcat_header_map_form():
+    record = parse_line(_kcat("x", headers={"a": ["1", "2"], "b": [None]}), 0, TOPIC)
+    assert record.headers == [("a", b"1"), ("a", b"2"), ("b", None)]
+
+
+@pytest.mark.parametrize(
+    ("members", "words"),
+    [
+        ({"payload": {"decoded": "by kcat -s avro"}}, "payload must be a string or null"),
+        ({"payload": None, "payload_error": "schema 7 not found"}, "schema 7 not found"),
+        ({"headers": ["only-a-name"]}, "headers must be a flat array"),
+        ({"partition": -1}, "partition must be an integer"),
+        ({"key": 12}, "key must be a string or null"),
+    ],
+)
+def test_bad_kcat_envelopes_raise_replay_input_error(members, words):
+    line = _kcat("x", **{k: v for k, v in members.items() if k != "payload"})
+    if "payload" in members:
+        envelope = orjson.loads(line)
+        envelope.update(members)
+        line = orjson.dumps(envelope)
+    with pytest.raises(ReplayInputError, match=words):
+        parse_line(line, 0, TOPIC)
+
+
+def test_a_change_record_with_kcat_like_members_is_still_a_change_record():
+    line = _line(topic="x", payload="y", **_create())
+    record = parse_line(line, 0, TOPIC)
+    assert record.topic == TOPIC
+    assert orjson.loads(record.value)["payload"] == "y"
+
+
+def test_a_kcat_line_replays_like_the_stand_in_line_of_the_same_record(make_harness):
+    plain = _line(key="svc-1", partition=3, offset=77, timestamp=1_767_261_600_000, **_create())
+    value = orjson.dumps(_create()).decode()
+    kcat = _kcat(value, headers=[])
+    settings = make_harness().settings
+    assert list(replay([plain], settings)) == list(replay([kcat], settings))
+    assert len(list(replay([kcat], settings))) == 1
+
+
+# --------------------------------------------------------------------------------------
+# the summary
+
+
+def test_the_summary_counts_by_outcome_and_reason(tmp_path, capsys):
+    assert cli.main(["replay", "-o", str(tmp_path / "out.jsonl"), _history_file(tmp_path)]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "replay: 4 records",
+        "  emitted       3 records, 4 events: ServiceAttributeValueChangeEvent 1, "
+        "ServiceCreateEvent 1, ServiceDeleteEvent 1, ServiceStateChangeEvent 1",
+        "  dead letters  1: invalid_json 1",
+    ]
+    assert cli.main(["replay", "--quiet", "-o", "-", _history_file(tmp_path)]) == 0
+    assert capsys.readouterr().err == ""

@@ -152,27 +152,7 @@ Secrets never appear here: the SASL credentials come from env vars (see the READ
 - name: tmp
   emptyDir:
     sizeLimit: {{ .Values.tmpSizeLimit }}
-{{- if .Values.kafka.tls.enabled }}
-{{- $tls := .Values.kafka.tls }}
-- name: kafka-tls
-  projected:
-    defaultMode: 0440
-    sources:
-      - secret:
-          name: {{ $tls.existingSecret }}
-          items:
-            - key: {{ $tls.caKey }}
-              path: ca.crt
-      {{- if and $tls.clientCertKey $tls.clientKeyKey }}
-      - secret:
-          name: {{ default $tls.existingSecret $tls.clientSecret }}
-          items:
-            - key: {{ $tls.clientCertKey }}
-              path: tls.crt
-            - key: {{ $tls.clientKeyKey }}
-              path: tls.key
-      {{- end }}
-{{- end }}
+{{- include "tmf-events.kafkaTlsVolume" . }}
 {{- end }}
 
 {{/* HTTP probes on the named port "http". */}}
@@ -198,4 +178,29 @@ readinessProbe:
   periodSeconds: 5
   timeoutSeconds: 3
   failureThreshold: 2
+{{- end }}
+
+{{/* The projected volume of the Kafka CA and client certificate, when TLS is on. */}}
+{{- define "tmf-events.kafkaTlsVolume" -}}
+{{- if .Values.kafka.tls.enabled }}
+{{- $tls := .Values.kafka.tls }}
+- name: kafka-tls
+  projected:
+    defaultMode: 0440
+    sources:
+      - secret:
+          name: {{ $tls.existingSecret }}
+          items:
+            - key: {{ $tls.caKey }}
+              path: ca.crt
+      {{- if and $tls.clientCertKey $tls.clientKeyKey }}
+      - secret:
+          name: {{ default $tls.existingSecret $tls.clientSecret }}
+          items:
+            - key: {{ $tls.clientCertKey }}
+              path: tls.crt
+            - key: {{ $tls.clientKeyKey }}
+              path: tls.key
+      {{- end }}
+{{- end }}
 {{- end }}
