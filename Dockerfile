@@ -24,11 +24,12 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     TMF_REQUIRE_NATIVE=1
 
-# The distribution's gcc of this base release; the stage is thrown away, so its exact
-# version does not reach the image.
+# The distribution's gcc of this base release, and zlib's header (the C path takes CRC-32
+# from zlib, whose library the base image has); the stage is thrown away, so their exact
+# versions do not reach the image.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && apt-get install -y --no-install-recommends gcc libc6-dev zlib1g-dev \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src

@@ -91,8 +91,17 @@ def _packer(count: int) -> struct.Struct:
     return struct.Struct(f">{count}I")
 
 
+def attribute_names(names: str, digests: bytes) -> list[str]:
+    """The names `fingerprints` joined. "" is no name, or one empty name when a fingerprint
+    says there is one; a name with a NUL in it comes back in pieces (their count then differs
+    from the fingerprints')."""
+    if not names:
+        return [""] if digests else []
+    return names.split("\0")
+
+
 def _unpack(names: str, digests: bytes) -> dict[str, int] | None:
-    keys = names.split("\0") if names else []
+    keys = attribute_names(names, digests)
     if len(keys) * 4 != len(digests):
         return None  # a NUL inside a name: the pair cannot be split apart
     return dict(zip(keys, _packer(len(keys)).unpack(digests), strict=True))
@@ -102,11 +111,11 @@ def changed_attributes(
     old_names: str, old_digests: bytes, new_names: str, new_digests: bytes
 ) -> tuple[set[str], set[str]] | None:
     """(changed, removed) top-level names, or None when the fingerprints are unusable."""
-    if old_names == new_names:
+    if old_names == new_names and len(old_digests) == len(new_digests):
         # Same members in the same order (the common case): XOR finds the differing CRCs
         # without unpacking them.
         diff = int.from_bytes(old_digests, "big") ^ int.from_bytes(new_digests, "big")
-        keys = new_names.split("\0") if new_names else []
+        keys = attribute_names(new_names, new_digests)
         count = len(keys)
         if count * 4 != len(new_digests):
             return None

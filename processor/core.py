@@ -12,7 +12,7 @@ from processor.decide import Policy, decide
 from processor.dlq import dead_letter
 from processor.instance_check import InstanceCheck
 from processor.messages import OutMessage, Result
-from processor.native import build_engine
+from processor.native import MessageLimits, build_engine
 from processor.records import Decoder, InputRecord, Rejection, traceparent_of
 from processor.render import Renderer
 from processor.state.codec import encode_state
@@ -48,30 +48,23 @@ class Core:
             instance_check.problem,
         )
         self.renderer = Renderer(settings)
-        self.engine: Engine | None = None
-        if native and form.packed:
-            self.engine = build_engine(settings, self.renderer, instance_check, form.profiles)
-        self.native_records = 0  # records the C path took
         self.dlq_topic = settings.dlq_topic
         self.history = settings.history
         # librdkafka refuses larger messages; its default unless the settings raise it.
         self.max_message_bytes = int(settings.kafka.get("message.max.bytes", 1_000_000))
+        self.engine: Engine | None = None
+        if native and form.packed:
+            limits = MessageLimits(self.max_message_bytes, _HEADROOM)
+            self.engine = build_engine(
+                settings, self.renderer, instance_check, form.profiles, limits
+            )
+        self.native_records = 0  # records the C path took
 
     def process(self, record: InputRecord, key: str | None, prior: bytes | None) -> Result:
         """`key`: the record key as text (None when absent or not UTF-8); `prior`: that
         key's state in the store's form, None when it has none."""
-        engine = self.engine
-        if engine is not None and key is not None:
-            result: Result | None = engine.process(
-                record.value,
-                record.key or b"",  # never empty where `key` is set
-                key,
-                record.partition,
-                record.offset,
-                record.timestamp_ms,
-                traceparent_of(record.headers) if record.headers else None,
-                prior,
-            )
+        if key is not None and self.engine is not None:
+            result = self.native_answer(record, key, prior)
             if result is not None:
                 self.native_records += 1
                 return result
@@ -149,6 +142,23 @@ class Core:
             stored=self.form.store(change.key, after, encoded),
             encoded=encoded,
         )
+
+    def native_answer(self, record: InputRecord, key: str, prior: bytes | None) -> Result | None:
+        """The C path's result for the record, or None: the C path is not built here or
+        hands the record over (docs/native.md#hand-over-rules)."""
+        if self.engine is None:
+            return None
+        result: Result | None = self.engine.process(
+            record.value,
+            record.key or b"",  # never empty where `key` is set
+            key,
+            record.partition,
+            record.offset,
+            record.timestamp_ms,
+            traceparent_of(record.headers) if record.headers else None,
+            prior,
+        )
+        return result
 
     def _reject(self, record: InputRecord, rejection: Rejection) -> Result:
         return Result(

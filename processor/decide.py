@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from processor.canonical import (
     PrivateTree,
+    attribute_names,
     changed_attributes,
     compile_private,
     digest,
@@ -122,8 +123,8 @@ def decide(state: State | None, change: Change, offset: int, policy: Policy) -> 
     else:
         planned = _changes(
             changed_attributes(state.attr_names, state.attr_digests, names, digests),
-            state.attr_names,
-            names,
+            state,
+            public,
             policy.state_fields[entity_type],
             policy,
             entity_type,
@@ -151,19 +152,20 @@ def decide(state: State | None, change: Change, offset: int, policy: Policy) -> 
 
 def _changes(
     diff: tuple[set[str], set[str]] | None,
-    old_names: str,
-    new_names: str,
+    state: State,
+    public: dict[str, Any],
     state_fields: frozenset[str],
     policy: Policy,
     entity_type: str,
 ) -> tuple[Planned, ...]:
+    """The events of an update whose digest changed: always at least one."""
     removed: set[str] = set()
     if diff is not None:
         changed, removed = diff
     if diff is None or not changed:
         # The 128-bit digest differs but no fingerprint does (or they cannot be read):
-        # assume everything moved rather than miss an event.
-        changed = {n for n in (*old_names.split("\0"), *new_names.split("\0")) if n}
+        # assume every name on either side moved rather than miss an event.
+        changed = {*attribute_names(state.attr_names, state.attr_digests), *public}
     op_status = (
         policy.operating_status_event
         and entity_type == "service"
@@ -184,4 +186,8 @@ def _changes(
                 "OperatingStatusChange", (OPERATING_STATUS,), gone & frozenset((OPERATING_STATUS,))
             )
         )
+    if not out:
+        # No attribute on either side, yet a digest that moved (a state from elsewhere):
+        # still one event, naming no attribute.
+        out.append(Planned("AttributeValueChange"))
     return tuple(out)

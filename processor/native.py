@@ -13,7 +13,7 @@ JSON input, where the store keeps packed states (processor/state/packed.py).
 from __future__ import annotations
 
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
@@ -36,9 +36,17 @@ if TYPE_CHECKING:
     from processor._native import Engine
 
 
+class MessageLimits(NamedTuple):
+    """The producer's message size limit, and the bytes an event's headers, key and state
+    framing may add to its value (processor/core.py)."""
+
+    max_message_bytes: int
+    headroom: int
+
+
 # JSON Schema type names -> the engine's type bits (integer and number: the JSON integers
-# the engine reads; floats take the Python path)
-_TYPE_BITS = {
+# the engine reads; floats take the Python path). processor/native/contract.h has them too.
+TYPE_BITS = {
     "string": 1,
     "null": 2,
     "boolean": 4,
@@ -53,7 +61,7 @@ def _rule(member: str | None, rule: dict[str, Any]) -> tuple[Any, ...]:
     """A member rule as processor/instance_check.py `_compile` reads it."""
     mask = 0
     for name in type_names(rule):
-        mask |= _TYPE_BITS[name]
+        mask |= TYPE_BITS[name]
     enum = rule.get("enum")
     # Non-string members of an enum only make the engine stricter: it hands the record on.
     strings = None if enum is None else [v for v in enum if isinstance(v, str)]
@@ -93,12 +101,17 @@ def describe(settings: Settings) -> str:
 
 
 def build_engine(
-    settings: Settings, renderer: Renderer, check: InstanceCheck, profiles: Profiles
+    settings: Settings,
+    renderer: Renderer,
+    check: InstanceCheck,
+    profiles: Profiles,
+    limits: MessageLimits,
 ) -> Engine | None:
     """The engine for these settings, or None where the fast path does not apply.
 
     `profiles` is the store's table of packed-state profiles, which the engine reads and
-    interns into.
+    interns into; `limits` the core's own, so that both paths hand a record to the size
+    check at the same point.
     """
     if _native is None or _unavailable(settings) is not None:
         return None
@@ -134,7 +147,8 @@ def build_engine(
             "v5": renderer.v5,
             "delta": renderer.delta,
             "max_record_bytes": settings.max_record_bytes,
-            "max_message_bytes": int(settings.kafka.get("message.max.bytes", 1_000_000)),
+            "max_message_bytes": limits.max_message_bytes,
+            "headroom": limits.headroom,
             "max_json_depth": settings.max_json_depth,
             "input_topic": settings.input_topic,
             "source_json": _json_str(renderer.source[1]),

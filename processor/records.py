@@ -33,7 +33,13 @@ REASONS = (
     "too_large",
     "too_deep",
     "invalid_avro",
+    "duplicate_member",
 )
+
+# orjson writes at most 254 nested arrays and objects, and an event nests the instance one
+# level deeper than a JSON record does (two deeper than an Avro record's instance text):
+# deeper input could be read but never written, so it is too deep whatever the settings say.
+WRITABLE_DEPTH = 253
 
 
 @dataclass(slots=True)
@@ -120,16 +126,17 @@ class Decoder:
             return Change(key, None, "delete", record.timestamp_ms, None, None, traceparent)
         return self._validate(key, parsed, record.timestamp_ms, traceparent)
 
-    def _parse_json(self, value: bytes) -> Any:
+    def _parse_json(self, value: bytes, writable: int = WRITABLE_DEPTH) -> Any:
         try:
             parsed = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
             return _classify_json_error(value, exc)
+        limit = min(self.max_json_depth, writable)
         # Depth can only exceed the limit if there are that many brackets at all.
-        if value.count(b"{") + value.count(b"[") > self.max_json_depth and _too_deep(
-            parsed, self.max_json_depth
-        ):
-            return Rejection("too_deep", f"JSON nesting deeper than {self.max_json_depth}")
+        if value.count(b"{") + value.count(b"[") > limit and _too_deep(parsed, limit):
+            return Rejection("too_deep", f"JSON nesting deeper than {limit}")
+        if _repeats_a_member(value, parsed):
+            return Rejection("duplicate_member", "an object names a member twice")
         return parsed
 
     def _parse_avro(self, value: bytes) -> Any:
@@ -147,7 +154,7 @@ class Decoder:
         instance_text = rec.get("instance")
         envelope = {k: v for k, v in rec.items() if v is not None and k != "instance"}
         if instance_text is not None:
-            inner = self._parse_json(instance_text.encode("utf-8"))
+            inner = self._parse_json(instance_text.encode("utf-8"), WRITABLE_DEPTH - 1)
             if isinstance(inner, Rejection):
                 return inner
             envelope["instance"] = inner
@@ -250,6 +257,29 @@ def _classify_json_error(value: bytes, exc: orjson.JSONDecodeError) -> Rejection
     if "depth limit" in str(exc) or "recursion" in str(exc):
         return Rejection("too_deep", "JSON nesting exceeds the parser's limit")
     return Rejection("invalid_json", f"invalid JSON: {exc}"[:500])
+
+
+def _repeats_a_member(text: bytes, parsed: Any) -> bool:
+    """Whether an object of the JSON `text` names a member twice (orjson kept the last).
+
+    Writing `parsed` back gives every member of `text` again, unless a name was repeated:
+    then fewer. Members are counted by their colons (outside strings, a colon follows every
+    member name and nothing else). In text without escapes the strings come back as the same
+    bytes, colons included, so counting all colons is exact; text with escapes (where a
+    string may spell a colon `\\u003a`) has the colons inside strings left out.
+    """
+    again = orjson.dumps(parsed)
+    if b"\\" not in text:
+        return text.count(b":") != again.count(b":")
+    return _members(text) != _members(again)
+
+
+def _members(text: bytes) -> int:
+    """The member names in valid JSON text: its colons outside strings. Escaped backslashes,
+    then escaped quotes, are dropped first (left to right, as a reader pairs them), so every
+    quote left opens or closes a string."""
+    text = text.replace(b"\\\\", b"").replace(b'\\"', b"")
+    return b"".join(text.split(b'"')[::2]).count(b":")
 
 
 def _too_deep(node: Any, limit: int) -> bool:

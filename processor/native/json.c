@@ -60,6 +60,46 @@ static int escape_length(const unsigned char *p, const unsigned char *end) {
     }
 }
 
+/* The length of the one UTF-8 sequence at p of a multi-byte character, or -1 when it is
+   not valid UTF-8 (overlong, a surrogate, beyond U+10FFFF, truncated): what Python's strict
+   decoder rejects. */
+static inline int utf8_sequence(const unsigned char *p, const unsigned char *end) {
+    unsigned char c = *p;
+    if (c >= 0xC2 && c <= 0xDF) {
+        if (end - p < 2 || (p[1] & 0xC0) != 0x80) return -1;
+        return 2;
+    }
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (end - p < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return -1;
+        if (c == 0xE0 && p[1] < 0xA0) return -1; /* overlong */
+        if (c == 0xED && p[1] > 0x9F) return -1; /* surrogate */
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (end - p < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 ||
+            (p[3] & 0xC0) != 0x80)
+            return -1;
+        if (c == 0xF0 && p[1] < 0x90) return -1; /* overlong */
+        if (c == 0xF4 && p[1] > 0x8F) return -1; /* beyond U+10FFFF */
+        return 4;
+    }
+    return -1;
+}
+
+int utf8_valid(const char *s, size_t n) {
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    while (p < end) {
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        int k = utf8_sequence(p, end);
+        if (k < 0) return 0;
+        p += k;
+    }
+    return 1;
+}
+
 /* Validates the UTF-8 and escapes of a string's contents and finds its closing quote. */
 static int read_string(reader *r, const char **s, uint32_t *len, uint8_t *esc) {
     const unsigned char *p = ++r->p; /* after the opening quote */
@@ -85,29 +125,65 @@ static int read_string(reader *r, const char **s, uint32_t *len, uint8_t *esc) {
             p++;
             continue;
         }
-        if (c >= 0xC2 && c <= 0xDF) {
-            if (end - p < 2 || (p[1] & 0xC0) != 0x80) return -1;
-            p += 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            if (end - p < 3 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80) return -1;
-            if (c == 0xE0 && p[1] < 0xA0) return -1; /* overlong */
-            if (c == 0xED && p[1] > 0x9F) return -1; /* surrogate */
-            p += 3;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            if (end - p < 4 || (p[1] & 0xC0) != 0x80 || (p[2] & 0xC0) != 0x80 ||
-                (p[3] & 0xC0) != 0x80)
-                return -1;
-            if (c == 0xF0 && p[1] < 0x90) return -1; /* overlong */
-            if (c == 0xF4 && p[1] > 0x8F) return -1; /* beyond U+10FFFF */
-            p += 4;
-        } else {
-            return -1;
-        }
+        int n = utf8_sequence(p, end);
+        if (n < 0) return -1;
+        p += n;
     }
     return -1;
 }
 
 static int read_value(reader *r, jnode *out, int depth);
+
+static inline int same_name(const jnode *a, const jnode *b) {
+    return a->klen == b->klen && memcmp(a->key, b->key, a->klen) == 0;
+}
+
+/* A cheap hash of a name: its length and its first and last bytes (names are short, and
+   an equal hash only costs one comparison). */
+static uint32_t name_hash(const jnode *m) {
+    uint32_t h = m->klen * 0x9E3779B1u;
+    const unsigned char *k = (const unsigned char *)m->key;
+    if (m->klen >= 4) {
+        uint32_t head, tail;
+        memcpy(&head, k, 4);
+        memcpy(&tail, k + m->klen - 4, 4);
+        h ^= head * 0x85EBCA77u;
+        h ^= tail * 0xC2B2AE3Du;
+    } else {
+        for (uint32_t i = 0; i < m->klen; i++) h = (h ^ k[i]) * 0x01000193u;
+    }
+    return h ^ (h >> 15);
+}
+
+/* 1 when two members of an object share a name (the Python path rejects the record;
+   orjson alone would keep the last). Small objects compare pairwise, larger ones through a
+   table of member indexes; -1 when memory ran out (the caller gives up either way). */
+static int repeats_a_name(jdoc *doc, const jnode *m, size_t n) {
+    if (n <= 8) {
+        for (size_t i = 1; i < n; i++)
+            for (size_t j = 0; j < i; j++)
+                if (same_name(&m[i], &m[j])) return 1;
+        return 0;
+    }
+    size_t size = 16;
+    while (size < 2 * n) size *= 2;
+    if (size > doc->seen_cap) {
+        uint32_t *grown = realloc(doc->seen, size * sizeof(uint32_t));
+        if (grown == NULL) return -1;
+        doc->seen = grown;
+        doc->seen_cap = size;
+    }
+    memset(doc->seen, 0, size * sizeof(uint32_t));
+    for (size_t i = 0; i < n; i++) {
+        size_t slot = name_hash(&m[i]) & (size - 1);
+        while (doc->seen[slot] != 0) {
+            if (same_name(&m[i], &m[doc->seen[slot] - 1])) return 1;
+            slot = (slot + 1) & (size - 1);
+        }
+        doc->seen[slot] = (uint32_t)i + 1;
+    }
+    return 0;
+}
 
 static int read_container(reader *r, jnode *out, int depth, int object) {
     jdoc *doc = r->doc;
@@ -146,6 +222,7 @@ static int read_container(reader *r, jnode *out, int depth, int object) {
         }
     }
     size_t n = doc->sp - base;
+    if (object && repeats_a_name(doc, doc->stack + base, n)) return -1;
     if (doc->used + n > doc->cap) return -1;
     out->kids = doc->arena + doc->used;
     memcpy(out->kids, doc->stack + base, n * sizeof(jnode));
@@ -235,8 +312,10 @@ int json_parse(jdoc *doc, const char *text, size_t len, int max_depth, jnode *ro
 void jdoc_free(jdoc *doc) {
     free(doc->arena);
     free(doc->stack);
+    free(doc->seen);
     doc->arena = doc->stack = NULL;
-    doc->cap = 0;
+    doc->seen = NULL;
+    doc->cap = doc->seen_cap = 0;
 }
 
 /* -- private trees ------------------------------------------------------------------------ */
@@ -311,37 +390,63 @@ void ptree_free(ptree *t) {
 
 /* -- writing ------------------------------------------------------------------------------ */
 
-int jbuf_reserve(jbuf *b, size_t more) {
+static int jbuf_reserve(jbuf *b, size_t more) {
+    if (b->failed) return -1;
     if (b->len + more <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + more) cap *= 2;
     char *p = realloc(b->p, cap);
-    if (p == NULL) return -1;
+    if (p == NULL) {
+        b->failed = 1;
+        return -1;
+    }
     b->p = p;
     b->cap = cap;
     return 0;
 }
 
-int jbuf_put(jbuf *b, const void *data, size_t n) {
-    if (jbuf_reserve(b, n) < 0) return -1;
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    return 0;
+void jbuf_reset(jbuf *b) {
+    b->len = 0;
+    b->failed = 0;
 }
 
-int jbuf_str(jbuf *b, const char *s, size_t n) {
-    if (jbuf_reserve(b, n + 2) < 0) return -1;
-    b->p[b->len++] = '"';
-    memcpy(b->p + b->len, s, n);
+void jbuf_free(jbuf *b) {
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+void jbuf_put(jbuf *b, const void *data, size_t n) {
+    if (n == 0 || jbuf_reserve(b, n) < 0) return; /* nothing to copy: b->p may be NULL */
+    memcpy(b->p + b->len, data, n);
     b->len += n;
-    b->p[b->len++] = '"';
-    return 0;
+}
+
+void jbuf_byte(jbuf *b, char c) {
+    if (jbuf_reserve(b, 1) < 0) return;
+    b->p[b->len++] = c;
+}
+
+void jbuf_str(jbuf *b, const char *s, size_t n) {
+    jbuf_byte(b, '"');
+    jbuf_put(b, s, n);
+    jbuf_byte(b, '"');
+}
+
+void jbuf_then_str(jbuf *b, const char *lit, size_t lit_n, const char *s, size_t n) {
+    jbuf_put(b, lit, lit_n);
+    jbuf_str(b, s, n);
+}
+
+void jbuf_then_raw(jbuf *b, const char *lit, size_t lit_n, const char *s, size_t n) {
+    jbuf_put(b, lit, lit_n);
+    jbuf_put(b, s, n);
 }
 
 static const char HEXDIGITS[] = "0123456789abcdef";
 
 /* One code point as orjson writes it inside a string. */
-static int put_code_point(jbuf *b, unsigned cp) {
+static void put_code_point(jbuf *b, unsigned cp) {
     char out[6];
     size_t n;
     if (cp < 0x20 || cp == '"' || cp == '\\') {
@@ -382,54 +487,63 @@ static int put_code_point(jbuf *b, unsigned cp) {
         out[3] = (char)(0x80 | (cp & 0x3F));
         n = 4;
     }
-    return jbuf_put(b, out, n);
+    jbuf_put(b, out, n);
 }
 
-int jbuf_escaped(jbuf *b, const char *s, size_t n) {
-    if (jbuf_put(b, "\"", 1) < 0) return -1;
+void jbuf_escaped(jbuf *b, const char *s, size_t n) {
+    jbuf_byte(b, '"');
+    size_t run = 0; /* the start of the bytes that need no escape */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if ((c < 0x20 || c == '"' || c == '\\') ? put_code_point(b, c) < 0
-                                                  : jbuf_put(b, &s[i], 1) < 0)
-            return -1;
+        if (c < 0x20 || c == '"' || c == '\\') {
+            jbuf_put(b, s + run, i - run);
+            put_code_point(b, c);
+            run = i + 1;
+        }
     }
-    return jbuf_put(b, "\"", 1);
+    jbuf_put(b, s + run, n - run);
+    jbuf_byte(b, '"');
 }
 
-/* A string read with escapes (validated by the reader), decoded and written as orjson does. */
-static int write_unescaped(jbuf *b, const char *s, size_t n) {
+/* The code point of the escape at p (validated by the reader), and its length. */
+static size_t read_escape(const unsigned char *p, unsigned *cp) {
+    switch (p[1]) {
+    case 'b': *cp = '\b'; return 2;
+    case 'f': *cp = '\f'; return 2;
+    case 'n': *cp = '\n'; return 2;
+    case 'r': *cp = '\r'; return 2;
+    case 't': *cp = '\t'; return 2;
+    case 'u': {
+        unsigned hi = 0, lo = 0;
+        hex4(p + 2, &hi);
+        if (hi < 0xD800 || hi > 0xDBFF) {
+            *cp = hi;
+            return 6;
+        }
+        hex4(p + 8, &lo);
+        *cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+        return 12;
+    }
+    default: /* " \ / */
+        *cp = p[1];
+        return 2;
+    }
+}
+
+/* A string read with escapes, decoded and written as orjson does. */
+static void write_unescaped(jbuf *b, const char *s, size_t n) {
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    if (jbuf_put(b, "\"", 1) < 0) return -1;
+    jbuf_byte(b, '"');
     while (p < end) {
         const unsigned char *run = p;
         while (p < end && *p != '\\') p++;
-        if (p > run && jbuf_put(b, run, (size_t)(p - run)) < 0) return -1;
+        jbuf_put(b, run, (size_t)(p - run));
         if (p >= end) break;
-        unsigned cp = 0; /* the reader validated every escape */
-        switch (p[1]) {
-        case 'b': cp = '\b'; p += 2; break;
-        case 'f': cp = '\f'; p += 2; break;
-        case 'n': cp = '\n'; p += 2; break;
-        case 'r': cp = '\r'; p += 2; break;
-        case 't': cp = '\t'; p += 2; break;
-        case 'u': {
-            unsigned lo = 0xDC00;
-            hex4(p + 2, &cp);
-            p += 6;
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                hex4(p + 2, &lo);
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                p += 6;
-            }
-            break;
-        }
-        default: /* " \ / */
-            cp = p[1];
-            p += 2;
-        }
-        if (put_code_point(b, cp) < 0) return -1;
+        unsigned cp = 0;
+        p += read_escape(p, &cp);
+        put_code_point(b, cp);
     }
-    return jbuf_put(b, "\"", 1);
+    jbuf_byte(b, '"');
 }
 
 static inline int key_cmp(const jnode *a, const jnode *b) {
@@ -456,77 +570,99 @@ size_t json_public_members(const jnode *obj, const ptree *t, jmember *out) {
     return n;
 }
 
-int json_sort_members(jmember *m, size_t n) {
-    if (n <= 16) {
-        for (size_t i = 1; i < n; i++) {
-            jmember x = m[i];
-            size_t j = i;
-            while (j > 0 && key_cmp(m[j - 1].node, x.node) > 0) {
-                m[j] = m[j - 1];
-                j--;
-            }
-            m[j] = x;
+int json_public_truthy(const jnode *node, const ptree *t) {
+    switch (node->type) {
+    case J_NULL:
+    case J_FALSE:
+        return 0;
+    case J_TRUE:
+        return 1;
+    case J_INT:
+        return !(node->len == 1 && node->s[0] == '0');
+    case J_OBJ:
+        for (uint32_t i = 0; i < node->len; i++) {
+            const ptree *sub = NULL;
+            const jnode *kid = &node->kids[i];
+            if (!ptree_find(t, kid->key, kid->klen, &sub) || sub != NULL) return 1;
         }
-    } else {
-        qsort(m, n, sizeof(jmember), member_cmp_qsort);
+        return 0;
+    default: /* strings and arrays: a private path drops no element of an array */
+        return node->len != 0;
     }
-    for (size_t i = 1; i < n; i++)
-        if (key_cmp(m[i - 1].node, m[i].node) == 0) return -1;
-    return 0;
+}
+
+void json_sort_members(jmember *m, size_t n) {
+    if (n > 16) {
+        qsort(m, n, sizeof(jmember), member_cmp_qsort);
+        return;
+    }
+    for (size_t i = 1; i < n; i++) {
+        jmember x = m[i];
+        size_t j = i;
+        while (j > 0 && key_cmp(m[j - 1].node, x.node) > 0) {
+            m[j] = m[j - 1];
+            j--;
+        }
+        m[j] = x;
+    }
 }
 
 #define SMALL_OBJECT 64
 
-static int write_object(jbuf *b, const jnode *node, const ptree *t, int sorted) {
-    /* Room for the members and, unsorted, a sorted copy that finds duplicate names. */
-    jmember small[2 * SMALL_OBJECT];
+static void write_object(jbuf *b, const jnode *node, const ptree *t, int sorted) {
+    jmember small[SMALL_OBJECT];
     jmember *m = small;
     if (node->len > SMALL_OBJECT) {
-        m = malloc(2 * node->len * sizeof(jmember));
-        if (m == NULL) return -1;
+        m = malloc(node->len * sizeof(jmember));
+        if (m == NULL) {
+            b->failed = 1;
+            return;
+        }
     }
     size_t n = json_public_members(node, t, m);
-    int rc = -1;
-    if (sorted) {
-        if (json_sort_members(m, n) < 0) goto done;
-    } else if (n > 1) {
-        memcpy(m + n, m, n * sizeof(jmember));
-        if (json_sort_members(m + n, n) < 0) goto done;
-    }
-    if (jbuf_put(b, "{", 1) < 0) goto done;
+    if (sorted) json_sort_members(m, n);
+    jbuf_byte(b, '{');
     for (size_t i = 0; i < n; i++) {
         const jnode *kid = m[i].node;
-        if ((i && jbuf_put(b, ",", 1) < 0) || jbuf_str(b, kid->key, kid->klen) < 0 ||
-            jbuf_put(b, ":", 1) < 0 || json_write(b, kid, m[i].sub, sorted) < 0)
-            goto done;
+        if (i) jbuf_byte(b, ',');
+        jbuf_str(b, kid->key, kid->klen);
+        jbuf_byte(b, ':');
+        json_write(b, kid, m[i].sub, sorted);
     }
-    rc = jbuf_put(b, "}", 1);
-done:
+    jbuf_byte(b, '}');
     if (m != small) free(m);
-    return rc;
 }
 
-int json_write(jbuf *b, const jnode *node, const ptree *t, int sorted) {
+void json_write(jbuf *b, const jnode *node, const ptree *t, int sorted) {
     switch (node->type) {
     case J_NULL:
-        return jbuf_put(b, "null", 4);
+        JBUF_LIT(b, "null");
+        return;
     case J_FALSE:
-        return jbuf_put(b, "false", 5);
+        JBUF_LIT(b, "false");
+        return;
     case J_TRUE:
-        return jbuf_put(b, "true", 4);
+        JBUF_LIT(b, "true");
+        return;
     case J_INT:
-        return jbuf_put(b, node->s, node->len);
+        jbuf_put(b, node->s, node->len);
+        return;
     case J_STR:
-        return node->esc ? write_unescaped(b, node->s, node->len)
-                         : jbuf_str(b, node->s, node->len);
+        if (node->esc)
+            write_unescaped(b, node->s, node->len);
+        else
+            jbuf_str(b, node->s, node->len);
+        return;
     case J_ARR:
         /* A private path through an array applies to each element. */
-        if (jbuf_put(b, "[", 1) < 0) return -1;
-        for (uint32_t i = 0; i < node->len; i++)
-            if ((i && jbuf_put(b, ",", 1) < 0) || json_write(b, &node->kids[i], t, sorted) < 0)
-                return -1;
-        return jbuf_put(b, "]", 1);
+        jbuf_byte(b, '[');
+        for (uint32_t i = 0; i < node->len; i++) {
+            if (i) jbuf_byte(b, ',');
+            json_write(b, &node->kids[i], t, sorted);
+        }
+        jbuf_byte(b, ']');
+        return;
     default:
-        return write_object(b, node, t, sorted);
+        write_object(b, node, t, sorted);
     }
 }

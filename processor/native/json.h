@@ -1,12 +1,13 @@
 /* A strict JSON reader for the subset the fast path takes, and its writers.
 
-   The subset: objects, arrays, strings (valid UTF-8; escapes only in values, not in member
-   names), integers of up to 18 digits, true, false, null. Anything else (floats, escaped
-   names, lone surrogates, very long integers, "-0") makes the reader give up, and the
-   caller falls back to the Python path, which handles all of JSON. Inside the subset the
-   writers produce exactly what orjson writes for the same values: integers and strings
-   without escapes come out as they went in; escaped strings are decoded and written with
-   orjson's escapes. */
+   The subset: objects whose member names are distinct and unescaped, arrays, strings (valid
+   UTF-8; escapes only in values), integers of up to 18 digits, true, false, null. Anything
+   else (floats, escaped names, a name twice in one object, lone surrogates, very long
+   integers, "-0") makes the reader give up, and the caller hands the record to the Python
+   path, which handles all of JSON (and rejects duplicate names: records.py). Inside the
+   subset the writers produce exactly what orjson writes for the same values: integers and
+   strings without escapes come out as they went in; escaped strings are decoded and written
+   with orjson's escapes (docs/state.md#the-canonical-rendering). */
 #ifndef TMF_JSON_H
 #define TMF_JSON_H
 
@@ -31,12 +32,16 @@ typedef struct {
     size_t cap;
     size_t used;
     size_t sp;
+    uint32_t *seen; /* open-addressing table of member indexes, to find repeated names */
+    size_t seen_cap;
 } jdoc;
 
 /* 0 on success; -1 when the text is outside the subset, deeper than max_depth, or memory
    ran out. The nodes point into `text`, which must outlive them. */
 int json_parse(jdoc *doc, const char *text, size_t len, int max_depth, jnode *root);
 void jdoc_free(jdoc *doc);
+/* 1 when the bytes are UTF-8 that Python decodes strictly. */
+int utf8_valid(const char *s, size_t n);
 
 /* Private members: a name drops the member (sub == NULL) or descends into it. */
 typedef struct ptree ptree;
@@ -56,18 +61,31 @@ ptree *ptree_new(void);
 int ptree_add(ptree *t, const char *path, size_t len);
 void ptree_free(ptree *t);
 
+/* An output buffer. Writes never fail on their own: running out of memory marks the buffer
+   failed, later writes do nothing, and the caller checks `failed` once when it is done.
+   Every write is a statement of its own, so bytes come out in the order of the code. */
 typedef struct {
     char *p;
     size_t len;
     size_t cap;
+    int failed;
 } jbuf;
 
-int jbuf_reserve(jbuf *b, size_t more);
-int jbuf_put(jbuf *b, const void *data, size_t n);
-int jbuf_str(jbuf *b, const char *s, size_t n); /* a JSON string of escape-free text */
+void jbuf_reset(jbuf *b);
+void jbuf_free(jbuf *b);
+void jbuf_put(jbuf *b, const void *data, size_t n);
+void jbuf_byte(jbuf *b, char c);
+#define JBUF_LIT(b, lit) jbuf_put((b), (lit), sizeof(lit) - 1)
+void jbuf_str(jbuf *b, const char *s, size_t n); /* a JSON string of escape-free text */
 /* A JSON string as orjson writes it, from text that may need escapes ("\"", "\\",
    controls). */
-int jbuf_escaped(jbuf *b, const char *s, size_t n);
+void jbuf_escaped(jbuf *b, const char *s, size_t n);
+/* Literal text (a member's name with its colon, and whatever comes before it), then a value:
+   a JSON string of escape-free text (JBUF_STR) or JSON as it is (JBUF_RAW). */
+void jbuf_then_str(jbuf *b, const char *lit, size_t lit_n, const char *s, size_t n);
+void jbuf_then_raw(jbuf *b, const char *lit, size_t lit_n, const char *s, size_t n);
+#define JBUF_STR(b, lit, s, n) jbuf_then_str((b), (lit), sizeof(lit) - 1, (s), (n))
+#define JBUF_RAW(b, lit, s, n) jbuf_then_raw((b), (lit), sizeof(lit) - 1, (s), (n))
 
 /* An object member to write: its node and its private subtree (NULL: none). */
 typedef struct {
@@ -78,11 +96,14 @@ typedef struct {
 /* The members of `obj` that `t` does not drop, in document order, into `out` (room for
    obj->len); returns how many. */
 size_t json_public_members(const jnode *obj, const ptree *t, jmember *out);
-/* Sorts members by name, as orjson's OPT_SORT_KEYS orders them; -1 on a duplicate name. */
-int json_sort_members(jmember *m, size_t n);
+/* 1 when `node`, without the members `t` drops, is truthy in Python (a non-empty string,
+   container or number other than 0, or true). */
+int json_public_truthy(const jnode *node, const ptree *t);
+/* Sorts members by name, as orjson's OPT_SORT_KEYS orders them (names are distinct). */
+void json_sort_members(jmember *m, size_t n);
 
 /* Writes `node` without the members `t` makes private: keys sorted (canonical) or in their
-   order. -1 on a duplicate member name (orjson would keep one; the caller falls back). */
-int json_write(jbuf *b, const jnode *node, const ptree *t, int sorted);
+   order. */
+void json_write(jbuf *b, const jnode *node, const ptree *t, int sorted);
 
 #endif

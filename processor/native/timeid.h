@@ -6,9 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "hashes.h"
-
-#define MAX_MS 253402300799999LL /* 9999-12-31T23:59:59.999Z */
+#include "blake2b.h"
+#include "contract.h"
 
 /* Epoch ms of the canonical form 2026-01-01T10:00:00.123Z in 1970..9999; -1 otherwise
    (the Python path parses every other form). */

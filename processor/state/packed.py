@@ -98,6 +98,21 @@ def _profile_bytes(profile: Profile) -> bytes:
 _HEAD = struct.Struct("<BBqqqBH")  # mark, flags, version, observed_at, offset, hash/digest sizes
 _TIME = struct.Struct("<q")
 
+#: The layout as the C path reads and writes it too (processor/native/contract.h): a test
+#: holds the two to each other.
+LAYOUT = {
+    "head": _HEAD.format,
+    "head_size": _HEAD.size,
+    "mark": MARK,
+    "deleted": _DELETED,
+    "href_keyed": _HREF_KEYED,
+    "id_packed": _ID_PACKED,
+    "time_observed": _TIME_OBSERVED,
+    "time_packed": _TIME_PACKED,
+    "profile_inline": _PROFILE_INLINE,
+    "avro": _AVRO,
+}
+
 
 def pack(key: str, state: State, profiles: Profiles) -> bytes:
     return _pack(
@@ -235,7 +250,8 @@ def unpack(key: str, data: bytes, profiles: Profiles) -> State:
         else:
             r.pos = pos
             time = r.opt()
-    except (IndexError, KeyError, UnicodeDecodeError, struct.error) as exc:
+    except (IndexError, KeyError, UnicodeDecodeError, OverflowError, struct.error) as exc:
+        # OverflowError: a time no state of ours holds (format_ms past year 9999)
         raise ValueError(f"corrupt packed state record: {exc!r}") from exc
     return State(
         entity_type=entity_type,

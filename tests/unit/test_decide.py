@@ -8,16 +8,21 @@ for precedences that are hard to reach through records.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
 from processor.canonical import digest, rendering
 from processor.decide import Policy, decide
-from processor.records import Change
+from processor.messages import Result
+from processor.records import Change, InputRecord
 from processor.state.codec import decode_state, encode_state
 from processor.state.model import State
+from processor.task import new_task
 from processor.timefmt import format_ms
 from processor.tmf import DEFAULT_STATE_FIELDS
+from tests.unit.conftest import make_settings
 
 # --------------------------------------------------------------------------------------
 # upsert, no live state: Create
@@ -614,3 +619,62 @@ def _state(entity_type: str, *, observed_at: int = 1_000, offset: int = 0) -> St
     state = decide(None, create, offset, policy).state
     assert state is not None
     return state
+
+
+# --------------------------------------------------------------------------------------
+# member names the joined attribute list cannot tell apart ("" alone, names with a NUL)
+#
+# With `id` private a Create event lacks the id the event schema requires, so these run a
+# task directly rather than through the schema-checking harness.
+
+
+def _updates(*instances: dict[str, object]) -> list[Result]:
+    task = new_task(make_settings(private_fields=["id"], payload="delta"), native=False)
+    results = []
+    for offset, instance in enumerate(instances):
+        value = orjson.dumps({"entityType": "service", "instance": instance})
+        record = InputRecord("in", 0, offset, 1_767_261_600_000 + offset, b"svc-1", value, [])
+        results.append(task.process(record))
+        task.commit()
+    return results
+
+
+def _body(result: Result) -> dict[str, Any]:
+    (message,) = result.messages
+    body: dict[str, Any] = orjson.loads(message.value or b"")
+    return body
+
+
+def test_a_change_of_the_only_public_member_with_an_empty_name_fires_an_event():
+    """{"": 1} → {"": 2} joins to the same attribute list "" as no member at all: it used to
+    plan no event and fail (IndexError in the core) instead of emitting one."""
+    _, changed = _updates({"id": "svc-1", "": 1}, {"id": "svc-1", "": 2})
+    assert changed.event_types == ("ServiceAttributeValueChangeEvent",)
+    body = _body(changed)
+    assert body["fieldPath"] == ""
+    assert body["event"]["service"] == {"id": "svc-1", "@type": "Service", "": 2}
+
+
+def test_removing_the_only_public_member_with_an_empty_name_fires_an_event():
+    """{"": 1} → {}: equal attribute lists, fingerprints of different lengths."""
+    _, removed = _updates({"id": "svc-1", "": 1}, {"id": "svc-1"})
+    assert removed.event_types == ("ServiceAttributeValueChangeEvent",)
+    assert _body(removed)["event"]["service"] == {"id": "svc-1", "@type": "Service", "": None}
+
+
+def test_a_name_with_a_nul_in_it_still_fires_its_events():
+    _, changed = _updates({"id": "svc-1", "a\0b": 1}, {"id": "svc-1", "a\0b": 2})
+    assert changed.event_types == ("ServiceAttributeValueChangeEvent",)
+    assert _body(changed)["event"]["service"]["a\0b"] == 2
+
+
+def test_a_moved_digest_over_no_attribute_at_all_still_fires_one_event():
+    """A state whose hash is not the empty instance's, for an instance with no public member:
+    one attribute change naming nothing, never no event."""
+    policy = Policy.build(["id"], {"service": ["state"]}, ["service"], "v4")
+    state = State("service", 1, b"\x01" * 16, "", b"", False, 0, 0, None, None, None, None, None)
+    change = Change("svc-1", "service", "upsert", 1, None, {"id": "svc-1"}, None)
+    decision = decide(state, change, 1, policy)
+    assert decision.outcome == "emit"
+    assert [p.kind for p in decision.events] == ["AttributeValueChange"]
+    assert decision.events[0].changed == ()

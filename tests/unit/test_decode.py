@@ -4,14 +4,17 @@ every reason code, never an exception."""
 from __future__ import annotations
 
 import io
+import json
 import struct
 
 import fastavro
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from processor import dlq
-from processor.records import REASONS, Change, Decoder, InputRecord, Rejection
+from processor.records import REASONS, WRITABLE_DEPTH, Change, Decoder, InputRecord, Rejection
 from processor.schemas import load_avro_schema
 from processor.timefmt import format_ms
 
@@ -41,6 +44,8 @@ def _nested(depth: int, limit_members: int = 2) -> bytes:
         else b'{"entityType":"service","instance":{"id":"svc-1"}}'
     )
 
+
+_DUPLICATE_ID = b'{"entityType":"service","instance":{"id":"svc-1","id":1}}'
 
 # (name, record value, key, timestamp, expected reason)
 CASES = [
@@ -82,6 +87,7 @@ CASES = [
     ("observedAt Feb 30", _json(observedAt="2026-02-30T00:00:00Z"), KEY, TS, "invalid_timestamp"),
     ("no offset", _json(observedAt="2026-01-01T10:00:00"), KEY, TS, "invalid_timestamp"),
     ("date only", _json(observedAt="2026-01-01"), KEY, TS, "invalid_timestamp"),
+    ("member twice", _DUPLICATE_ID, KEY, TS, "duplicate_member"),
     ("no time at all", _json(observedAt=_DROP), KEY, None, "missing_timestamp"),
     ("tombstone no time", None, KEY, None, "missing_timestamp"),
     ("negative timestamp", _json(observedAt=_DROP), KEY, -1, "missing_timestamp"),
@@ -291,6 +297,34 @@ def test_bad_avro_records(make_harness, value, reason):
     _assert_dead_letter(sent.dead_letter, sent.record, reason, "tmf-events-dlq")
 
 
+@pytest.mark.parametrize("limit", [300, 10_000])
+def test_nesting_orjson_cannot_write_is_too_deep_whatever_the_limit(make_harness, limit):
+    """An event nests the instance a level deeper than the record; orjson writes at most 254
+    levels, so a record deeper than 253 is `too_deep` even where the setting allows more
+    (it used to raise from the core instead: orjson's TypeError)."""
+    harness = make_harness(max_json_depth=limit)
+    assert harness.send(_nested(WRITABLE_DEPTH), key=KEY).outcome == "emit"
+    for depth in (WRITABLE_DEPTH + 1, 254, 260, 1000):
+        sent = harness.send(_nested(depth), key=KEY)
+        assert sent.reason == "too_deep", depth
+
+
+def test_an_avro_instance_orjson_cannot_write_is_too_deep(make_harness):
+    """An Avro record's instance text starts a level below a JSON record's."""
+    harness = make_harness(input_format="avro", max_json_depth=1000)
+    for depth, outcome in ((WRITABLE_DEPTH - 1, "emit"), (WRITABLE_DEPTH, "dead_letter")):
+        deep = {**INSTANCE, "x": _lists(depth - 1)}
+        sent = harness.send(_avro({**AVRO_GOOD, "instance": orjson.dumps(deep).decode()}), key=KEY)
+        assert sent.outcome == outcome, depth
+
+
+def _lists(depth: int) -> list[object]:
+    inner: list[object] = []
+    for _ in range(depth - 1):
+        inner = [inner]
+    return inner
+
+
 def test_avro_instance_depth_is_limited(make_harness):
     harness = make_harness(input_format="avro", max_json_depth=3)
     deep = {**INSTANCE, "x": [[[]]]}
@@ -437,3 +471,99 @@ def test_instance_members_the_event_schema_forbids_are_not_emitted(
     assert sent.outcome in {"emit", "dead_letter"}
     if sent.outcome == "dead_letter":
         assert sent.reason == "schema_violation"
+
+
+# --------------------------------------------------------------------------------------
+# duplicate member names (docs/design.md#input-change-records)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"entityType":"service","entityType":"service","instance":{"id":"svc-1"}}',
+        b'{"entityType":"service","instance":{"id":"svc-1","id":"svc-1"}}',
+        b'{"entityType":"service","instance":{"id":"svc-1","id":"other"}}',
+        b'{"entityType":"service","instance":{"id":"svc-1","note":1,"note":2}}',
+        b'{"entityType":"service","instance":{"id":"svc-1","x":[{"a":1},{"b":1,"b":1}]}}',
+        b'{"entityType":"service","instance":{"id":"svc-1","a":1,"\\u0061":2}}',
+        b'{"entityType":"service","instance":{"id":"svc-1","":1,"":1}}',
+        b'{"entityType" : "service" , "instance" : {"id" : "svc-1" , "x" : {"y":1 , "y" : 2}}}',
+        b'{"entityType":"service","instance":{"id":"svc-1","q\\":":1,"q\\":":2}}',
+    ],
+)
+def test_a_member_named_twice_at_any_depth_is_a_dead_letter(harness, value):
+    """orjson would keep the last of them silently; the contract keeps neither."""
+    sent = harness.send(value, key=KEY)
+    assert sent.reason == "duplicate_member"
+    _assert_dead_letter(sent.dead_letter, sent.record, "duplicate_member", "tmf-events-dlq")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"entityType":"service","instance":{"id":"svc-1","a":{"a":{"a":1}}}}',
+        b'{"entityType":"service","instance":{"id":"svc-1","x":[{"a":1},{"a":1}]}}',
+        b'{"entityType":"service","instance":{"id":"svc-1","a:b":"c:d","\\u003a":"\\u003a"}}',
+        b'{"entityType":"service","instance":{"id":"svc-1","q\\"":"\\":\\\\","r\\\\":":"}}',
+    ],
+)
+def test_equal_names_in_different_objects_are_fine(harness, value):
+    assert harness.send(value, key=KEY).outcome == "emit"
+
+
+def test_an_avro_instance_naming_a_member_twice_is_a_dead_letter(make_harness):
+    harness = make_harness(input_format="avro")
+    twice = '{"id": "svc-1", "name": "a", "name": "b"}'
+    sent = harness.send(_avro({**AVRO_GOOD, "instance": twice}), key=KEY)
+    assert sent.reason == "duplicate_member"
+
+
+_json_names = st.sampled_from(["a", "b", ":", 'q"', "\\", "é", "", "a:b", "\\u003a", "\\\\"])
+_json_leaves = st.one_of(
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    _json_names,
+)
+
+
+@st.composite
+def _member_lists(draw: st.DrawFn, depth: int = 3) -> str:
+    """JSON text of an object whose member names may repeat, written with escapes at will."""
+    members = []
+    for _ in range(draw(st.integers(0, 4))):
+        name = draw(_json_names)
+        if depth > 0 and draw(st.booleans()):
+            member_value = draw(_member_lists(depth - 1))
+        elif depth > 0 and draw(st.booleans()):
+            member_value = "[" + ",".join(draw(st.lists(_member_lists(0), max_size=2))) + "]"
+        else:
+            member_value = json.dumps(draw(_json_leaves), ensure_ascii=draw(st.booleans()))
+        spaced = draw(st.booleans())
+        key = json.dumps(name, ensure_ascii=draw(st.booleans()))
+        if draw(st.booleans()):
+            key = key.replace(":", "\\u003a")  # the same name, its colon escaped
+        members.append(key + (" : " if spaced else ":") + member_value)
+    return "{" + ", ".join(members) + "}"
+
+
+def _names_a_member_twice(text: str) -> bool:
+    found = False
+
+    def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
+        nonlocal found
+        found |= len({k for k, _ in items}) != len(items)
+        return dict(items)
+
+    json.loads(text, object_pairs_hook=pairs)
+    return found
+
+
+@given(_member_lists())
+def test_duplicate_members_are_found_exactly(instance: str) -> None:
+    value = ('{"entityType":"service","instance":{"id":"svc-1","x":' + instance + "}}").encode()
+    record = InputRecord("t", 0, 0, TS, KEY.encode(), value, [])
+    decoded = Decoder().decode(record)
+    rejected = isinstance(decoded, Rejection) and decoded.reason == "duplicate_member"
+    assert rejected == _names_a_member_twice(value.decode()), decoded

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import zlib
+import struct
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple, get_args
 
 import orjson
 import pytest
@@ -21,12 +22,16 @@ from hypothesis import strategies as st
 
 from processor import native
 from processor.config import Settings
+from processor.decide import Outcome
 from processor.dev.synthetic import Generator, Mix
-from processor.messages import Result
-from processor.records import InputRecord
+from processor.messages import OutMessage, Result
+from processor.records import WRITABLE_DEPTH, InputRecord
+from processor.state import packed
 from processor.state.packed import pack
 from processor.task import new_task
-from processor.timefmt import MAX_MS, InvalidTimestampError, format_ms, parse_ms
+from processor.timefmt import MAX_MS, MIN_MS, InvalidTimestampError, format_ms, parse_ms
+from processor.tmf import ENTITY_TYPES, KINDS
+from tests.fuzz import harness
 
 if not native.AVAILABLE:
     if os.environ.get("TMF_REQUIRE_NATIVE"):
@@ -53,9 +58,37 @@ def test_blake2b_at_block_boundaries() -> None:
         assert _native.blake2b(data[:n], 16) == hashlib.blake2b(data[:n], digest_size=16).digest()
 
 
-@given(st.binary(max_size=300))
-def test_crc32_is_zlibs(data: bytes) -> None:
-    assert _native.crc32(data) == zlib.crc32(data)
+def test_blake2b_gives_the_rfc_7693_test_vector() -> None:
+    """RFC 7693 Appendix A: BLAKE2b-512("abc")."""
+    expected = (
+        "ba80a53f981c4d0d6a2797b69f12f6e94c212f14685ac4b74b12bb6fdbffa2d1"
+        "7d87c5392aab792dc252d5de4533cc9518d38aa8dbf1925ab92386edd4009923"
+    )
+    assert _native.blake2b(b"abc", 64).hex() == expected
+
+
+def test_blake2b_gives_the_rfc_7693_self_test_digests() -> None:
+    """RFC 7693 Appendix E runs BLAKE2b over inputs of lengths 0, 3, 128, 129, 255 and 1024
+    (its selftest_seq) for digests of 20, 32, 48 and 64 bytes; the unkeyed half of it, each
+    digest against hashlib's."""
+    for outlen in (20, 32, 48, 64):
+        for inlen in (0, 3, 128, 129, 255, 1024):
+            data = _selftest_seq(inlen, inlen)
+            assert (
+                _native.blake2b(data, outlen) == hashlib.blake2b(data, digest_size=outlen).digest()
+            )
+
+
+def _selftest_seq(length: int, seed: int) -> bytes:
+    """RFC 7693 Appendix E: a deterministic byte sequence (a Fibonacci generator)."""
+    a = (0xDEAD4BAD * seed) & 0xFFFFFFFF
+    b = 1
+    out = bytearray()
+    for _ in range(length):
+        t = (a + b) & 0xFFFFFFFF
+        a, b = b, t
+        out.append((t >> 24) & 0xFF)
+    return bytes(out)
 
 
 @given(st.integers(min_value=0, max_value=MAX_MS))
@@ -80,6 +113,39 @@ def test_a_parsed_time_is_what_python_parses(text: str) -> None:
         assert fast == slow  # the C path takes every valid canonical time from 1970 on
     else:
         assert fast is None
+
+
+# -- the shapes both paths share (processor/native/contract.h) ---------------------------------
+
+
+def test_the_c_path_shares_the_python_paths_shapes() -> None:
+    """Every shape the C code writes by position or by number, against its Python twin."""
+    shapes = _native.CONTRACT
+    assert shapes["result_fields"] == Result._fields
+    assert shapes["out_message_fields"] == OutMessage._fields
+    assert set(shapes["outcomes"]) <= set(get_args(Outcome)) - {"mismatch", "invalid"}
+    assert shapes["entity_types"] == ENTITY_TYPES
+    assert shapes["kinds"] == KINDS
+    assert shapes["packed"] == packed.LAYOUT
+    assert struct.calcsize(shapes["packed"]["head"]) == shapes["packed"]["head_size"]
+    bits = {name: bit for name, bit in native.TYPE_BITS.items() if name != "integer"}
+    assert shapes["type_bits"] == bits
+    assert native.TYPE_BITS["integer"] == native.TYPE_BITS["number"]
+    assert shapes["time"] == {"min_ms": MIN_MS, "max_ms": MAX_MS}
+    assert shapes["max_depth"] <= WRITABLE_DEPTH  # the C path reads nothing Python rejects
+
+
+@pytest.mark.parametrize("which", ["result", "out_message"])
+def test_an_engine_refuses_named_tuples_whose_fields_drifted(
+    which: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C code builds them by position: a field moved on the Python side alone would
+    shift every value it writes."""
+    original = Result if which == "result" else OutMessage
+    drifted = NamedTuple("Drifted", [(f, Any) for f in reversed(original._fields)])  # type: ignore[misc]
+    monkeypatch.setattr(native, "Result" if which == "result" else "OutMessage", drifted)
+    with pytest.raises(TypeError, match="fields the C path does not know"):
+        new_task(Settings(instance_id="t"))
 
 
 # -- both paths over the same records ---------------------------------------------------------
@@ -489,3 +555,144 @@ def test_a_state_the_python_path_keeps_in_a_rare_form_is_read_there() -> None:
     result = pair.feed(second)
     assert result.outcome == "emit"
     assert pair.fast.native_records == before  # handed to the Python path
+
+
+# -- inputs that once crashed the C path or set it apart from the Python path -----------------
+
+_FOUND = sorted((Path(__file__).parents[1] / "fuzz" / "found").iterdir())
+
+
+@pytest.mark.parametrize("found", _FOUND, ids=[p.name for p in _FOUND])
+def test_every_input_the_fuzzer_found_is_answered_alike(found: Path) -> None:
+    """Replays a fuzzer finding (docs/native.md#when-the-fuzzer-finds-something) through the
+    fuzz oracle: it raises on any difference between the paths, or on a raise from either."""
+    harness.check(found.read_bytes())
+
+
+def test_the_fuzz_oracle_tells_a_difference() -> None:
+    """The oracle is only worth its findings if it fails on a difference: an engine that
+    answers `unchanged` to everything must be caught on the first record."""
+    case = harness.case(0)
+    real = case.fast.engine
+
+    class Liar:
+        def process(self, *args: Any) -> Result:
+            return Result("unchanged", [], args[2], "service")
+
+    case.fast.engine = Liar()  # type: ignore[assignment]
+    try:
+        with pytest.raises(harness.DisagreementError):
+            harness.check(bytes(64))
+    finally:
+        case.fast.engine = real
+
+
+def _upsert(offset: int, instance: bytes, key: bytes = b"k") -> InputRecord:
+    value = b'{"entityType":"service","instance":' + instance + b"}"
+    return InputRecord(TOPIC, 0, offset, 1_700_000_000_000 + offset, key, value, [])
+
+
+@pytest.mark.parametrize(
+    ("tmf_version", "payload", "by_c"),
+    # v5 writes a full instance only with a string @type: the Create goes to the Python path
+    [("v4", "full", 3), ("v4", "delta", 3), ("v5", "delta", 2)],
+)
+def test_an_update_leaving_only_an_empty_name_public_is_answered_alike(
+    tmf_version: str, payload: str, by_c: int
+) -> None:
+    """`id` private, {"": 1} → {"": 2}: the C path dereferenced NULL (SIGSEGV: the replica
+    died on the record), the Python path raised IndexError; now both emit one event."""
+    pair = Pair(
+        Settings(instance_id="t", private_fields=["id"], tmf_version=tmf_version, payload=payload)
+    )
+    pair.feed(_upsert(1, b'{"id":"k","":1}'))
+    result = pair.feed(_upsert(2, b'{"id":"k","":2}'))
+    assert result.event_types == ("ServiceAttributeValueChangeEvent",)
+    removed = pair.feed(_upsert(3, b'{"id":"k"}'))
+    assert removed.event_types == ("ServiceAttributeValueChangeEvent",)
+    assert pair.fast.native_records == by_c
+
+
+@pytest.mark.parametrize("tmf_version", ["v4", "v5"])
+def test_an_empty_name_changing_under_delta_is_written_alike(tmf_version: str) -> None:
+    """fieldPath and the delta payload of a member named "": the C path copied into a NULL
+    buffer (undefined behaviour, reported by the sanitizer build, `make sanitize`)."""
+    pair = Pair(Settings(instance_id="t", payload="delta", tmf_version=tmf_version))
+    pair.feed(_upsert(1, b'{"id":"k","@type":"Service","":1,"a":1}'))
+    result = pair.feed(_upsert(2, b'{"id":"k","@type":"Service","":2,"a":1}'))
+    (message,) = result.messages
+    body = orjson.loads(message.value or b"")
+    assert body["event"]["service"][""] == 2
+    if tmf_version == "v4":
+        assert body["fieldPath"] == ""
+    assert pair.fast.native_records == 2
+
+
+_TWICE = [
+    b'{"entityType":"service","instance":{"id":"k","id":1}}',
+    b'{"entityType":"service","instance":{"id":"k","id":"other"}}',
+    b'{"entityType":"service","instance":{"id":"other","id":"k"}}',
+    b'{"entityType":"service","instance":{"id":"k","note":1,"note":2}}',
+    b'{"entityType":"service","instance":{"id":"k","x":{"y":[{"a":1,"a":1}]}}}',
+    b'{"entityType":"service","entityType":"resource","instance":{"id":"k"}}',
+    b'{"entityType":"service","operation":"delete","operation":"delete"}',
+]
+
+
+@pytest.mark.parametrize("value", _TWICE, ids=range(len(_TWICE)))
+@pytest.mark.parametrize("before", ["nothing", "created", "replayed", "stale", "disabled"])
+def test_a_member_named_twice_is_a_dead_letter_on_both_paths(value: bytes, before: str) -> None:
+    """The C path read the first of two equal names where the Python path kept the last,
+    and answered replayed, stale or disabled before noticing; now the C path hands every
+    such record over and both reject it (`duplicate_member`)."""
+    entity_types = ["resource"] if before == "disabled" else ["service", "resource"]
+    pair = Pair(Settings(instance_id="t", private_fields=["note"], entity_types=entity_types))
+    offset = 5
+    if before in ("created", "replayed", "stale"):
+        pair.feed(_upsert(5, b'{"id":"k","name":"a"}'))
+        offset = {"created": 6, "replayed": 4, "stale": 7}[before]
+    timestamp = 1_600_000_000_000 if before == "stale" else 1_700_000_000_100
+    handled = pair.fast.native_records
+    result = pair.feed(InputRecord(TOPIC, 0, offset, timestamp, b"k", value, []))
+    assert (result.outcome, result.reason) == ("dead_letter", "duplicate_member")
+    assert pair.fast.native_records == handled  # handed over
+
+
+@pytest.mark.parametrize(
+    ("offset", "timestamp", "partition"),
+    [
+        (2**63, 1_700_000_000_000, 0),
+        (-(2**63) - 1, 1_700_000_000_000, 0),
+        (7, 2**63, 0),
+        (7, -(2**63) - 1, 0),
+        (7, 2**64, 0),
+        (7, 1_700_000_000_000, 2**63),
+    ],
+)
+def test_metadata_outside_int64_is_handed_over(offset: int, timestamp: int, partition: int) -> None:
+    """It used to raise OverflowError out of the engine: a poison pill."""
+    engine = new_task(Settings(instance_id="t")).core.engine
+    assert engine is not None
+    value = b'{"entityType":"service","instance":{"id":"k"}}'
+    assert engine.process(value, b"k", "k", partition, offset, timestamp, None, None) is None
+    tombstone = engine.process(None, b"k", "k", partition, offset, timestamp, None, None)
+    assert tombstone is None
+
+
+def test_a_corrupt_packed_state_is_handed_over() -> None:
+    """A held href that is not UTF-8 made the engine raise UnicodeDecodeError; a state the
+    Python path cannot unpack is now handed over, whatever is wrong with it."""
+    task = new_task(Settings(instance_id="t"))
+    task.process(_upsert(1, b'{"id":"k","href":"/ab"}'))
+    task.commit()
+    held = task.store.get(0, "k")
+    assert held is not None and held.count(b"/ab") == 1
+    corrupt = held.replace(b"/ab", b"\xff/k")  # inline, ends with the key, not UTF-8
+    with pytest.raises(ValueError, match="corrupt"):
+        task.store.form.load("k", corrupt)
+    engine = task.core.engine
+    assert engine is not None
+    delete = b'{"entityType":"service","operation":"delete"}'
+    for value in (delete, None, b'{"entityType":"service","instance":{"id":"k"}}'):
+        answer = engine.process(value, b"k", "k", 0, 2, 1_700_000_000_002, None, corrupt)
+        assert answer is None

@@ -12,6 +12,7 @@ from processor.state.codec import encode_state, without_events
 from processor.state.model import State, StoredEvent
 from processor.state.packed import MARK, Profiles, pack, pack_changelog, unpack
 from processor.state.store import StateStore
+from processor.timefmt import MAX_MS, MIN_MS
 from tests.state_strategies import states
 
 PROPERTY = settings(
@@ -98,6 +99,17 @@ def test_every_truncation_of_a_packed_record_raises_value_error(
             unpack(KEY, packed[:cut], P)
     with pytest.raises(ValueError):
         unpack(KEY, b"\x00" + packed[1:], P)
+
+
+@pytest.mark.parametrize("observed_at", [MIN_MS - 1, MAX_MS + 1, 2**62, -(2**62)])
+def test_a_time_no_state_of_ours_holds_is_a_corrupt_state(observed_at: int) -> None:
+    """A last event time that is the observedAt (the packed shortcut) of an observedAt past
+    year 9999: unpack raised OverflowError, where every corrupt state raises ValueError (the
+    fuzzer found it, corrupting held states)."""
+    packed = bytearray(pack(KEY, _typical(), P))
+    packed[10:18] = observed_at.to_bytes(8, "little", signed=True)
+    with pytest.raises(ValueError, match="corrupt"):
+        unpack(KEY, bytes(packed), P)
 
 
 def test_what_the_fixed_header_cannot_hold_is_kept_as_avro() -> None:
