@@ -101,6 +101,9 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         )
     console.print(table)
 
+    cost = steps.get("costs")
+    if cost:
+        print_costs(cost, console)
     for lat in (steps.get("latency"), steps.get("latency-low")):
         if lat:
             print_latency(lat, steps.get("broker-hop"), report, console)
@@ -154,6 +157,19 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     )
     for name, err in report["errors"].items():
         console.print(f"[red]{name} failed:[/] {err}")
+
+
+def print_costs(cost: dict[str, Any], console: Console) -> None:
+    table = Table(
+        title=f"the costs that stay: the floor without each part, median of {cost['rounds']}"
+    )
+    for col in ("floor", "records/s (each round)", "median", "saves per record"):
+        table.add_column(col, justify="right" if col != "floor" else "left")
+    for name, v in cost["variants"].items():
+        runs = " ".join(fmt_rate(r) for r in v["records_per_s"])
+        saved = "-" if name == "as the job" else f"{v['us_per_record_saved']:+.1f} µs"
+        table.add_row(name, runs, fmt_rate(v["median"]), saved)
+    console.print(table)
 
 
 def print_latency(

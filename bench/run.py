@@ -52,6 +52,7 @@ from bench.common import (
     loadavg,
     progress,
 )
+from bench.costs import costs
 from bench.latency import hops, latency
 from bench.profile import profile
 from bench.report import evaluate, outcome_counts, print_report
@@ -109,8 +110,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--skip",
         default="",
-        help="steps to leave out (comma-separated): passthrough,floor,tmf,quix,latency,profile,"
-        "restart",
+        help="steps to leave out (comma-separated): passthrough,floor,tmf,costs,quix,latency,"
+        "profile,restart",
     )
     p.add_argument(
         "--quix-python",
@@ -136,7 +137,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.latency_low is None:
         args.latency_low = 0.0 if args.quick else 0.25
     args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    unknown = args.skip - {"passthrough", "floor", "tmf", "quix", "latency", "profile", "restart"}
+    unknown = args.skip - {
+        "passthrough",
+        "floor",
+        "tmf",
+        "costs",
+        "quix",
+        "latency",
+        "profile",
+        "restart",
+    }
     if unknown:
         p.error(f"unknown steps in --skip: {', '.join(sorted(unknown))}")
     extra: dict[str, Any] = {}
@@ -428,6 +438,7 @@ class Bench:
             self.step("passthrough", self.passthrough)
             self.step("floor", self.floor)
             self.step("tmf-events", self.tmf, skip_as="tmf")
+            self.step("costs", lambda: costs(self))
             if a.compare:
                 self.step("tmf-events (compared)", lambda: self.tmf(a.compare.resolve()))
             self.step("quix", self.quix)

@@ -94,7 +94,15 @@ def run_floor_mode(args: dict[str, Any]) -> dict[str, Any]:
 
     settings = _settings(args)
     output = job_output(settings)
-    result = run_floor(settings, output, expected=args["expected"], timeout_s=args["timeout_s"])
+    if args.get("slim_changelog"):
+        output = output.slim()
+    result = run_floor(
+        settings,
+        output,
+        expected=args["expected"],
+        timeout_s=args["timeout_s"],
+        one_flush=bool(args.get("one_flush")),
+    )
     return {**_peer(result), "distinct_events": len(output.events)}
 
 

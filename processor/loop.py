@@ -13,12 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    Message,
-    TopicPartition,
-)
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from processor import clients, native, positions
 from processor.config import Settings
@@ -216,11 +211,7 @@ class Processor:
         keys = {p: self.store.keys(p) for p in touched}
         self.metrics.publish_commit(tallies, time.monotonic() - started, keys)
         if tallies.dead:
-            log.warning(
-                "batch dead-lettered %d records: %s",
-                sum(tallies.dead.values()),
-                ", ".join(f"{r}={n}" for r, n in sorted(tallies.dead.items())),
-            )
+            log.warning("batch dead-lettered %s", tallies.dead_summary())
         if self.on_commit is not None:
             self.on_commit(tallies)
 

@@ -48,6 +48,11 @@ class Tallies:
     native: int = 0  # records the C path took
     times_ms: list[int] = field(default_factory=list)  # event times of emitting records
 
+    def dead_summary(self) -> str:
+        """For the log, e.g. `12 records: bad_json=10, too_deep=2`."""
+        reasons = ", ".join(f"{r}={n}" for r, n in sorted(self.dead.items()))
+        return f"{sum(self.dead.values())} records: {reasons}"
+
 
 class Task:
     """One consumer's records between two commits, over its store's partitions."""

@@ -31,6 +31,7 @@ from processor import clients
 from processor.config import Settings
 from processor.messages import OutMessage
 from processor.records import InputRecord
+from processor.state.codec import without_events
 from processor.task import new_task
 
 __all__ = ["Output", "job_output", "run_floor"]
@@ -43,6 +44,12 @@ class Output:
 
     events: list[OutMessage]
     changelog: dict[tuple[int, int], tuple[bytes, bytes]]  # -> (key, value)
+
+    def slim(self) -> Output:
+        """The same with changelog values that leave out the last event (a cost measurement:
+        what keeping the event JSON for the query API costs)."""
+        slim = {at: (key, without_events(value)) for at, (key, value) in self.changelog.items()}
+        return Output(self.events, slim)
 
 
 def job_output(settings: Settings) -> Output:
@@ -86,8 +93,13 @@ def job_output(settings: Settings) -> Output:
     return Output(events, changelog)
 
 
-def run_floor(settings: Settings, output: Output, *, expected: int, timeout_s: float) -> PeerResult:
-    """Run the floor loop until `expected` input records are committed (or `timeout_s`)."""
+def run_floor(
+    settings: Settings, output: Output, *, expected: int, timeout_s: float, one_flush: bool = False
+) -> PeerResult:
+    """Run the floor loop until `expected` input records are committed (or `timeout_s`).
+
+    `one_flush` leaves out the flush between the events and the changelog (a cost
+    measurement: the processor keeps it, docs/runtime.md#the-commit)."""
     consumer = Consumer(clients.processor_consumer(settings))
     producer = Producer(clients.transactional_producer(settings))
     producer.init_transactions(30)
@@ -133,7 +145,8 @@ def run_floor(settings: Settings, output: Output, *, expected: int, timeout_s: f
             batch += 1
         due = batch >= settings.max_batch or time.monotonic() - started >= interval_s
         if batch and (due or committed + batch >= expected):
-            producer.flush(30)
+            if not one_flush:
+                producer.flush(30)
             for (p, key), value in changed.items():
                 _produce(producer, settings.changelog_topic, value, key, p, None)
             producer.flush(30)

@@ -1,7 +1,7 @@
 /* The batch path: a run of consumed messages through the stages in one call, for
    processor/task.py Task.take (docs/native.md#the-batch-path).
 
-   Engine.take reads each message as the loop's to_record would, looks the key's prior state
+   Engine.take reads each message as records.record_of would, looks the key's prior state
    up as Task.process does (this batch's staged state, else the store's), runs the stages
    (engine.c run_stages) and, for a record the C path answers, does what Task.process does
    with the Result: stages the new state, appends the messages to produce, remembers the
@@ -90,8 +90,8 @@ static int read_headers(const batch *b, PyObject *msg, message *m) {
     return m->argv[6] == NULL ? ERROR : TAKE;
 }
 
-/* One message read as to_record and Task.process read it: TAKE, SKIP (a partition not live),
-   STOP (the Python path takes it) or ERROR. */
+/* One message read as records.record_of and Task.process read it: TAKE, SKIP (a partition
+   not live), STOP (the Python path takes it) or ERROR. */
 static int read_message(const batch *b, PyObject *msg, message *m) {
     memset(m, 0, sizeof *m);
     PyObject *err = PyObject_CallMethodNoArgs(msg, CALL_ERROR);

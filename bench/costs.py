@@ -1,0 +1,52 @@
+"""The costs that stay, measured: what each part of the job's I/O costs per input record.
+
+The I/O floor (bench/peers/floor.py) runs as the job does and, side by side in the same run,
+once without each part: without the flush between the events and the changelog, with
+changelog values that leave out the last event (kept for the query API), and without lz4
+compression. Rounds alternate the variants so that the machine's drift spreads over all of
+them; the median of the rounds is kept. A part's cost per record is the floor's time per
+record minus the variant's (negative: the variant was not faster, within the noise).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.run import Bench
+
+# name -> (worker arguments, librdkafka settings over the run's)
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "as the job": ({}, {}),
+    "one flush": ({"one_flush": True}, {}),
+    "changelog without the event": ({"slim_changelog": True}, {}),
+    "no compression": ({}, {"compression.type": "none"}),
+}
+ROUNDS = 3
+
+
+def costs(bench: Bench, rounds: int = ROUNDS) -> dict[str, Any]:
+    rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for round_ in range(rounds):
+        for i, (name, (extra, kafka)) in enumerate(VARIANTS.items()):
+            app_id = f"{bench.run_id}-cost{round_}-{i}"
+            args = {**bench.tmf_topics(app_id, bench.input_topic), **extra}
+            if kafka:
+                args["kafka"] = {**bench.kafka, **kafka}
+            label = f"floor, {name} ({round_ + 1}/{rounds})"
+            result = bench.throughput(label, sys.executable, "floor", app_id, args)
+            rates[name].append(result["records_per_s"])
+    base = statistics.median(rates["as the job"])
+    return {
+        "rounds": rounds,
+        "variants": {
+            name: {
+                "records_per_s": runs,
+                "median": statistics.median(runs),
+                "us_per_record_saved": 1e6 / base - 1e6 / statistics.median(runs),
+            }
+            for name, runs in rates.items()
+        },
+    }
