@@ -36,10 +36,10 @@ from processor.config import Settings
 from processor.dev.synthetic import Generator, Mix, rfc3339_ms
 from tests.history import ERROR
 from tests.kafka_helpers import Broker, Record, create_topics
+from tests.loads import PacedProducer
 from tests.processes import ProcessorProcess, Send, processor_fields
 from tests.reliability.harness import (
     PROFILE,
-    PacedProducer,
     assert_no_traceback,
     closing,
     drain,

@@ -22,16 +22,15 @@ import pytest
 
 from processor.config import Settings
 from tests.kafka_helpers import Broker, create_topics
+from tests.loads import PacedProducer, synthetic
 from tests.processes import ProcessorProcess, processor_fields
 from tests.reliability.harness import (
     PROFILE,
-    PacedProducer,
     assert_no_traceback,
     closing,
     drain,
     history,
     pick,
-    synthetic,
     wait_progress,
 )
 

@@ -36,8 +36,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -46,19 +44,19 @@ import pytest
 
 from processor.config import Settings
 from processor.dev.broker import BrokerNotInstalledError, EmbeddedBroker
+from tests.http_client import call
 from tests.kafka_helpers import create_topics
+from tests.loads import PacedProducer, synthetic
 from tests.processes import ProcessorProcess, processor_fields
 from tests.reliability.harness import (
     PROFILE,
     AdvertisedTansu,
-    PacedProducer,
     ReplicaDiedError,
     assert_no_traceback,
     closing,
     drain,
     history,
     pick,
-    synthetic,
     wait_progress,
 )
 from tests.reliability.proxy import TcpProxy
@@ -81,12 +79,10 @@ class ProcessorBugError(AssertionError):
 
 def _healthz(proc: ProcessorProcess) -> str:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{proc.port}/healthz", timeout=5) as r:
-            return f"{r.status} {r.read()[:200]!r}"
-    except urllib.error.HTTPError as exc:
-        return f"{exc.code} {exc.read()[:200]!r}"
+        reply = call(proc.port, "/healthz", timeout=5)
     except OSError as exc:
         return repr(exc)
+    return f"{reply.status} {reply.body[:200]!r}"
 
 
 def _stack(proc: ProcessorProcess) -> str:
@@ -230,7 +226,7 @@ def test_proxy_outage_tansu(embedded_only: None, unique_name: UniqueName, tmp_pa
             allow_copies=True,
         )
     finally:
-        proxy.stop()
+        proxy.close()
         tansu.stop()
 
 

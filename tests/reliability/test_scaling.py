@@ -20,17 +20,16 @@ from pathlib import Path
 
 from processor.config import Settings
 from tests.kafka_helpers import Broker, create_topics, wait_until
+from tests.loads import PacedProducer, synthetic
 from tests.processes import ProcessorProcess, processor_fields
 from tests.reliability.harness import (
     PROFILE,
-    PacedProducer,
     assert_no_traceback,
     closing,
     committed_total,
     drain,
     history,
     pick,
-    synthetic,
     wait_progress,
 )
 
