@@ -3,9 +3,10 @@
     python bench/core.py [--records 100000] [--keys 10000] [--json results.json]
 
 Prints a table and records/s. The records are generated (seeded) before the clock starts;
-the measured loop is exactly what `run` does minus the Kafka calls: every record through the
-task (processor/task.py: state lookup, Core.process, staging, tallies), and a commit of the
-staged states every `max_batch` records.
+the measured loop is what `run` does minus the Kafka calls. Three paths over the same records:
+"C batch" as the processor runs them (consumed messages through Task.take, the C engine's
+batch path, a commit every `max_batch` records), "C" one record at a time through
+Task.process with the C path, and "Python", the reference path.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' message double
+
 import orjson
 from rich.console import Console
 from rich.progress import track
@@ -26,8 +29,10 @@ from rich.table import Table
 from processor import native
 from processor.config import Settings
 from processor.dev.synthetic import Generator, Mix
+from processor.messages import OutMessage
 from processor.records import InputRecord
 from processor.task import new_task
+from tests.fake_kafka import FakeMessage
 
 TARGET = 50_000
 
@@ -64,6 +69,45 @@ def run(
     return seconds, outcomes, task.core.native_records / len(records)
 
 
+def run_batch(records: list[InputRecord], settings: Settings) -> tuple[float, Counter[str], float]:
+    """The same records as the loop takes them: consumed messages through Task.take (the C
+    batch path), a chunk of 500 a call, committed every `max_batch` records."""
+    task = new_task(settings)
+    messages = [FakeMessage.of(r) for r in records]
+    live = {0}
+    outcomes: Counter[str] = Counter()
+    batch = settings.max_batch
+    gc.collect()
+    gc.freeze()
+    started = time.perf_counter()
+    out: list[OutMessage] = []
+    native = 0
+
+    def commit() -> None:
+        nonlocal native
+        tallies, _ = task.commit()
+        outcomes.update(tallies.skipped)
+        outcomes.update(tallies.dead)
+        outcomes["emit"] += len(tallies.times_ms)
+        native += tallies.native
+
+    for at in range(0, len(messages), _CHUNK):
+        task.take(messages[at : at + _CHUNK], live, out, _no_errors)
+        out.clear()  # produced, in the processor
+        if task.records >= batch:
+            commit()
+    commit()
+    seconds = time.perf_counter() - started
+    return seconds, outcomes, native / len(records)
+
+
+_CHUNK = 500  # messages a consume() call returns under load
+
+
+def _no_errors(err: object) -> None:
+    raise AssertionError(f"no consumer errors here: {err}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
@@ -81,7 +125,7 @@ def main() -> int:
     for col in ("tmf", "payload", "path", "seconds", "records/s", "speed-up", "C share"):
         table.add_column(col, justify="right")
     figures = []
-    paths = ("C", "Python") if native.AVAILABLE else ("Python",)
+    paths = ("C batch", "C", "Python") if native.AVAILABLE else ("Python",)
     # The synthetic instances are TMF v4 data (v4 state enums), so both runs use profile v4.
     for version, payload in (("v4", "full"), ("v4", "delta")):
         settings = Settings(
@@ -92,7 +136,10 @@ def main() -> int:
         for path in paths:  # side by side, same records, same process
             # A plain line, not a live display: no refresh thread competes with the run.
             console.print(f"[dim]{version} {payload}, {path} path …[/]", end=" ")
-            seconds, outcomes, share = run(records, settings, native=path == "C")
+            if path == "C batch":
+                seconds, outcomes, share = run_batch(records, settings)
+            else:
+                seconds, outcomes, share = run(records, settings, native=path == "C")
             rates[path] = len(records) / seconds
             console.print(f"[dim]{rates[path]:,.0f} records/s[/]")
             figures.append(

@@ -15,6 +15,21 @@ class Engine:
         packed: bytes | None,
         /,
     ) -> Any: ...  # processor.core.Result, or None: the Python path takes the record
+    def take(
+        self,
+        messages: list[Any],  # confluent_kafka.Message
+        start: int,
+        live: set[int],
+        staged: dict[int, dict[str, tuple[bytes, bytes]]],
+        held: dict[int, dict[str, bytes]],
+        out: list[Any],  # processor.messages.OutMessage
+        offsets: dict[int, int],
+        traceparent_of: Any,
+        /,
+    ) -> tuple[int, int]: ...  # (where it stopped, records the batch path took since tallies())
+    def tallies(
+        self,
+    ) -> tuple[int, dict[int, int], tuple[int, ...], tuple[tuple[int, ...], ...], list[int]]: ...
 
 # The shapes shared with the Python path (processor/native/contract.h), for the tests.
 CONTRACT: dict[str, Any]

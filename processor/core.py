@@ -60,10 +60,13 @@ class Core:
             )
         self.native_records = 0  # records the C path took
 
-    def process(self, record: InputRecord, key: str | None, prior: bytes | None) -> Result:
+    def process(
+        self, record: InputRecord, key: str | None, prior: bytes | None, *, native: bool = True
+    ) -> Result:
         """`key`: the record key as text (None when absent or not UTF-8); `prior`: that
-        key's state in the store's form, None when it has none."""
-        if key is not None and self.engine is not None:
+        key's state in the store's form, None when it has none. `native=False`: the Python
+        path even where the C path is built (a record the C path already handed over)."""
+        if native and key is not None and self.engine is not None:
             result = self.native_answer(record, key, prior)
             if result is not None:
                 self.native_records += 1

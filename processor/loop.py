@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 
 from confluent_kafka import (
-    TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
     Message,
@@ -23,9 +22,9 @@ from confluent_kafka import (
 
 from processor import clients, native, positions
 from processor.config import Settings
+from processor.messages import OutMessage
 from processor.metrics import Metrics
 from processor.producer import TXN_TIMEOUT_S, AbortBatch, FatalError, TransactionalProducer
-from processor.records import InputRecord
 from processor.state.restore import Restorer
 from processor.state.snapshot import check_state_dir
 from processor.task import Tallies, new_task
@@ -37,19 +36,6 @@ _LAG_INTERVAL_S = 1.0
 STUCK_AFTER_S = max(60.0, 3 * TXN_TIMEOUT_S)  # a loop this long in one client call is stuck
 
 __all__ = ["FatalError", "Processor"]
-
-
-def to_record(msg: Message) -> InputRecord:
-    ts_type, ts = msg.timestamp()
-    return InputRecord(
-        topic=msg.topic() or "",
-        partition=msg.partition() or 0,
-        offset=msg.offset() or 0,
-        timestamp_ms=None if ts_type == TIMESTAMP_NOT_AVAILABLE else ts,
-        key=msg.key(),
-        value=msg.value(),
-        headers=list(msg.headers() or ()),  # type: ignore[arg-type]
-    )
 
 
 class Processor:
@@ -187,22 +173,18 @@ class Processor:
     def _process(self, msgs: list[Message]) -> None:
         assert self.producer is not None
         task, producer = self.task, self.producer
+        before = task.records
+        out: list[OutMessage] = []
+        task.take(msgs, self.assigned - self.restoring, out, self._consumer_error)
+        if task.records and not before:
+            self.batch_started = time.monotonic()
+            if self.first_record_at is None:
+                self.first_record_at = self.batch_started
+        if task.records:
+            producer.begin()  # a transaction holds every batch that took a record
         produce = producer.produce
-        live = self.assigned - self.restoring
-        for msg in msgs:
-            err = msg.error()
-            if err is not None:
-                self._consumer_error(err)
-                continue
-            if msg.partition() not in live:
-                continue  # fetched before a revoke or pause took effect; read again later
-            if not task.records:
-                self.batch_started = time.monotonic()
-                if self.first_record_at is None:
-                    self.first_record_at = self.batch_started
-            producer.begin()
-            for out in task.process(to_record(msg)).messages:
-                produce(out)
+        for message in out:
+            produce(message)
 
     def _consumer_error(self, err: KafkaError) -> None:
         # Message errors never carry the fatal flag; a static member fenced by its twin

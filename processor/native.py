@@ -32,6 +32,9 @@ except ImportError:  # built without a C compiler: the Python path does everythi
 
 AVAILABLE = _native is not None
 
+#: The outcomes the engine counts in Engine.tallies(), in its order (native/contract.h).
+OUTCOMES: tuple[str, ...] = tuple(_native.CONTRACT["outcomes"]) if _native is not None else ()
+
 if TYPE_CHECKING:
     from processor._native import Engine
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
@@ -239,6 +239,35 @@ def _envelope_ok(parsed: dict[str, Any]) -> bool:
 
 
 _TRACEPARENT = re.compile(rb"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}\Z")
+
+
+class KafkaMessage(Protocol):
+    """What a consumed confluent_kafka.Message offers (the shell reads records through it)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> Any: ...  # a list of (name, value) pairs, or None
+
+
+_TIMESTAMP_NOT_AVAILABLE = 0  # confluent_kafka.TIMESTAMP_NOT_AVAILABLE
+
+
+def record_of(msg: KafkaMessage) -> InputRecord:
+    """The record a consumed message stands for."""
+    ts_type, ts = msg.timestamp()
+    return InputRecord(
+        topic=msg.topic() or "",
+        partition=msg.partition() or 0,
+        offset=msg.offset() or 0,
+        timestamp_ms=None if ts_type == _TIMESTAMP_NOT_AVAILABLE else ts,
+        key=msg.key(),
+        value=msg.value(),
+        headers=list(msg.headers() or ()),
+    )
 
 
 def traceparent_of(headers: list[Header]) -> bytes | None:

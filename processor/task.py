@@ -11,21 +11,29 @@ goes through a `Task`, so the state protocol is written once:
 4. `commit()` once the batch's transaction has committed: the staged states reach the store
    (only for partitions still owned) and the batch's tallies are handed over; `abort()`
    drops them, leaving the store exactly as the changelog has it.
+
+`process` takes one record; `take` takes every message of a consume() call, handing runs of
+them to the C path in one call each (docs/native.md#the-batch-path) — it does for each
+record exactly what `process` does.
 """
 
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Container
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any
 
+from confluent_kafka import KafkaError, Message
+
+from processor import native
 from processor.config import Settings
 from processor.core import Core
-from processor.messages import Result
-from processor.records import InputRecord
+from processor.messages import OutMessage, Result
+from processor.records import InputRecord, record_of, traceparent_of
 from processor.state.model import State
 from processor.state.store import StateStore
+from processor.tmf import ENTITY_TYPES, KINDS, event_name
 
 
 @dataclass(slots=True)
@@ -49,27 +57,29 @@ class Task:
             raise ValueError("the core must write states in its store's form")
         self.core = core
         self.store = store
-        # (partition, key) -> (held form, changelog value): the newest state per changed key.
-        self.staged: dict[tuple[int, str], tuple[bytes, bytes]] = {}
+        # partition -> key -> (held form, changelog value): the newest state per changed key.
+        self.staged: dict[int, dict[str, tuple[bytes, bytes]]] = {}
         self.offsets: dict[int, int] = {}  # partition -> next offset
         self.tallies = Tallies()
+        self.taken = 0  # records the batch path's C calls took (their tallies are in C)
         self._native_at_start = core.native_records
 
     @property
     def records(self) -> int:
-        return self.tallies.records
+        return self.tallies.records + self.taken
 
-    def process(self, record: InputRecord) -> Result:
+    def process(self, record: InputRecord, *, native: bool = True) -> Result:
+        """One record; `native=False`: the Python path even where the C path is built."""
         partition = record.partition
         key = _text(record.key)
         prior: bytes | None = None
         if key is not None:
-            staged = self.staged.get((partition, key))
+            staged = self.staged.get(partition, {}).get(key)
             prior = self.store.get(partition, key) if staged is None else staged[0]
-        result = self.core.process(record, key, prior)
+        result = self.core.process(record, key, prior, native=native)
         if result.stored is not None and result.key is not None:
             assert result.encoded is not None
-            self.staged[(partition, result.key)] = (result.stored, result.encoded)
+            self.staged.setdefault(partition, {})[result.key] = (result.stored, result.encoded)
         self.offsets[partition] = record.offset + 1
         t = self.tallies
         t.records += 1
@@ -87,9 +97,37 @@ class Task:
             t.skipped[outcome] += 1
         return result
 
+    def take(
+        self,
+        messages: list[Message],
+        live: set[int],
+        out: list[OutMessage],
+        on_error: Callable[[KafkaError], None],
+    ) -> None:
+        """Every message of a consume() call, in order: the messages to produce are appended
+        to `out`; messages of partitions not `live` are passed over (read again later); a
+        consumer error goes to `on_error`."""
+        engine = self.core.engine
+        i, n = 0, len(messages)
+        while i < n:
+            if engine is not None:
+                i, self.taken = engine.take(
+                    messages, i, live, self.staged, self.store.partitions, out, self.offsets,
+                    traceparent_of,
+                )  # fmt: skip
+                if i == n:
+                    break
+            msg = messages[i]  # one the C path does not answer: the Python path's
+            i += 1
+            err = msg.error()
+            if err is not None:
+                on_error(err)
+            elif msg.partition() in live:
+                out += self.process(record_of(msg), native=False).messages
+
     def state(self, partition: int, key: str) -> State | None:
         """The key's state as the next record would see it (staged, else stored), decoded."""
-        staged = self.staged.get((partition, key))
+        staged = self.staged.get(partition, {}).get(key)
         if staged is None:
             return self.store.state(partition, key)
         return self.store.form.load(key, staged[0])
@@ -99,7 +137,8 @@ class Task:
         to the changelog partition of the input partition's number."""
         return [
             {"partition": p, "key": key.encode(), "value": encoded}
-            for (p, key), (_, encoded) in self.staged.items()
+            for p, part in self.staged.items()
+            for key, (_, encoded) in part.items()
         ]
 
     def commit(self, owned: Container[int] | None = None) -> tuple[Tallies, set[int]]:
@@ -107,23 +146,47 @@ class Task:
         `owned`, all when None). Returns its tallies and the partitions whose keys changed."""
         touched: set[int] = set()
         put = self.store.put
-        for (p, key), (held, _) in self.staged.items():
+        for p, part in self.staged.items():
             if owned is None or p in owned:
-                put(p, key, held)
+                for key, (held, _) in part.items():
+                    put(p, key, held)
                 touched.add(p)
         tallies = self.tallies
         tallies.native = self.core.native_records - self._native_at_start
+        self._add_taken(tallies)
         self._reset()
         return tallies, touched
 
+    def _add_taken(self, tallies: Tallies) -> None:
+        """The batch path's counts (kept in C until now) into `tallies`."""
+        if self.core.engine is None:
+            return
+        records, consumed, outcomes, emitted, times = self.core.engine.tallies()  # resets
+        tallies.records += records
+        tallies.native += records
+        topic = self.core.settings.input_topic
+        for partition, n in consumed.items():
+            tallies.consumed[(topic, partition)] += n
+        for name, n in zip(native.OUTCOMES, outcomes, strict=True):
+            if n and name != "emit":
+                tallies.skipped[name] += n
+        for entity_type, row in zip(ENTITY_TYPES, emitted, strict=True):
+            for kind, n in zip(KINDS, row, strict=True):
+                if n:
+                    tallies.emitted[(entity_type, event_name(entity_type, kind))] += n
+        tallies.times_ms += times
+
     def abort(self) -> None:
         """The batch aborted: forget its staged states, offsets and tallies."""
+        if self.core.engine is not None:
+            self.core.engine.tallies()  # the batch path's counts go with the batch
         self._reset()
 
     def _reset(self) -> None:
         self.staged = {}
         self.offsets = {}
         self.tallies = Tallies()
+        self.taken = 0
         self._native_at_start = self.core.native_records
 
 

@@ -74,33 +74,47 @@ static PyObject *emit_result(Engine *e, const record *rec, const decision *d,
     return named_tuple(e->result_type, items, R_FIELDS);
 }
 
-/* The stages in the order of Core.process: decode, decide, render, encode. */
-static PyObject *engine_process(Engine *e, PyObject *const *args, Py_ssize_t nargs) {
-    record rec;
+/* The stages in the order of Core.process: decode, decide, render, encode, over the
+   arguments of Engine.process. GO with the outcome (and, for O_EMIT, the new messages,
+   event types, changelog value and held state in `out`), HAND_OVER or ERROR. */
+int run_stages(Engine *e, PyObject *const *args, Py_ssize_t nargs, staged_out *out) {
     prior st;
-    decision d;
-    int outcome;
-    int rc = decode_args(args, nargs, &rec);
-    if (rc == GO) rc = decode_record(e, &rec);
-    if (rc == GO) rc = decode_prior(e, args[7], rec.k, &st);
-    if (rc == GO) rc = decide(e, &rec, &st, &d, &outcome);
-    if (rc == GO && outcome != O_EMIT) return quiet_result(e, outcome, &rec, d.et);
-    PyObject *messages = NULL, *types = NULL, *encoded = NULL, *packed = NULL;
-    if (rc == GO) rc = render(e, &rec, &st, &d, &messages, &types);
-    if (rc == GO) rc = encode(e, &rec, &st, &d, &encoded, &packed);
-    if (rc == GO) return emit_result(e, &rec, &d, messages, types, packed, encoded);
-    Py_XDECREF(messages);
-    Py_XDECREF(types);
-    Py_XDECREF(encoded);
-    Py_XDECREF(packed);
+    memset(out, 0, sizeof *out);
+    int rc = decode_args(args, nargs, &out->rec);
+    if (rc == GO) rc = decode_record(e, &out->rec);
+    if (rc == GO) rc = decode_prior(e, args[7], out->rec.k, &st);
+    if (rc == GO) rc = decide(e, &out->rec, &st, &out->d, &out->outcome);
+    if (rc != GO || out->outcome != O_EMIT) return rc;
+    rc = render(e, &out->rec, &st, &out->d, &out->messages, &out->types);
+    if (rc == GO) rc = encode(e, &out->rec, &st, &out->d, &out->encoded, &out->packed);
+    if (rc != GO) staged_out_clear(out);
+    return rc;
+}
+
+void staged_out_clear(staged_out *out) {
+    Py_CLEAR(out->messages);
+    Py_CLEAR(out->types);
+    Py_CLEAR(out->encoded);
+    Py_CLEAR(out->packed);
+}
+
+static PyObject *engine_process(Engine *e, PyObject *const *args, Py_ssize_t nargs) {
+    staged_out out;
+    int rc = run_stages(e, args, nargs, &out);
     if (rc == ERROR) return NULL;
-    Py_RETURN_NONE; /* handed over */
+    if (rc == HAND_OVER) Py_RETURN_NONE;
+    if (out.outcome != O_EMIT) return quiet_result(e, out.outcome, &out.rec, out.d.et);
+    return emit_result(e, &out.rec, &out.d, out.messages, out.types, out.packed, out.encoded);
 }
 
 static PyMethodDef engine_methods[] = {
     {"process", (PyCFunction)(void (*)(void))engine_process, METH_FASTCALL,
      "process(value, key, key_text, partition, offset, timestamp_ms, traceparent, packed) "
      "-> Result | None"},
+    {"take", (PyCFunction)(void (*)(void))engine_take, METH_FASTCALL,
+     "take(messages, start, live, staged, held, out, offsets, traceparent_of) -> (int, int)"},
+    {"tallies", (PyCFunction)(void (*)(void))engine_tallies, METH_NOARGS,
+     "tallies() -> (records, consumed, outcomes, emitted, times); resets them"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -149,6 +149,21 @@ typedef struct {
     PyObject *last_value; /* borrowed from the last message */
 } work;
 
+#define TALLY_PARTITIONS 4096 /* partitions a batch counts; higher ones take the Python path */
+
+/* What the batch path counts between two commits (batch.c; Task.commit reads and resets it):
+   processor/task.py Tallies for the records the C path took. */
+typedef struct {
+    long long records;
+    long long consumed[TALLY_PARTITIONS];
+    int touched[TALLY_PARTITIONS]; /* the partitions counted, in order */
+    size_t ntouched;
+    long long outcomes[NOUTCOMES];
+    long long emitted[NTYPES][NKINDS];
+    long long *times; /* event times of emitting records */
+    size_t ntimes, cap;
+} tally;
+
 typedef struct {
     PyObject_HEAD
     int v5, delta;
@@ -167,7 +182,17 @@ typedef struct {
     blake2b_state *prefix;
     long long *prefix_part;
     size_t nprefix;
+    tally *tally;
 } Engine;
+
+/* One record through the stages (engine.c run_stages): its record and decision, the
+   outcome and, for an emitting record, the new Python objects it made (owned). */
+typedef struct {
+    record rec;
+    decision d;
+    int outcome;
+    PyObject *messages, *types, *encoded, *packed;
+} staged_out;
 
 /* Interned strings (engine.c). */
 extern PyObject *S_OUTCOME[NOUTCOMES], *S_INTERN;
@@ -193,6 +218,14 @@ int render(Engine *e, const record *rec, const prior *st, const decision *d,
 /* encode.c: the changelog value and the held (packed) state, new bytes objects. */
 int encode(Engine *e, const record *rec, const prior *st, const decision *d,
            PyObject **encoded, PyObject **packed);
+
+/* engine.c: the stages over Engine.process's arguments, and the release of what they made. */
+int run_stages(Engine *e, PyObject *const *args, Py_ssize_t nargs, staged_out *out);
+void staged_out_clear(staged_out *out);
+
+/* batch.c: Engine.take and Engine.tallies. */
+PyObject *engine_take(Engine *e, PyObject *const *args, Py_ssize_t nargs);
+PyObject *engine_tallies(Engine *e, PyObject *unused);
 
 /* Helpers shared by the stages. */
 int utf8_of(PyObject *o, span *out);                  /* engine.c */

@@ -390,7 +390,7 @@ void ptree_free(ptree *t) {
 
 /* -- writing ------------------------------------------------------------------------------ */
 
-static int jbuf_reserve(jbuf *b, size_t more) {
+int jbuf_grow(jbuf *b, size_t more) {
     if (b->failed) return -1;
     if (b->len + more <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 4096;
@@ -414,17 +414,6 @@ void jbuf_free(jbuf *b) {
     free(b->p);
     b->p = NULL;
     b->len = b->cap = 0;
-}
-
-void jbuf_put(jbuf *b, const void *data, size_t n) {
-    if (n == 0 || jbuf_reserve(b, n) < 0) return; /* nothing to copy: b->p may be NULL */
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-}
-
-void jbuf_byte(jbuf *b, char c) {
-    if (jbuf_reserve(b, 1) < 0) return;
-    b->p[b->len++] = c;
 }
 
 void jbuf_str(jbuf *b, const char *s, size_t n) {

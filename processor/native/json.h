@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 enum { J_NULL, J_FALSE, J_TRUE, J_INT, J_STR, J_ARR, J_OBJ };
 
@@ -73,8 +74,22 @@ typedef struct {
 
 void jbuf_reset(jbuf *b);
 void jbuf_free(jbuf *b);
-void jbuf_put(jbuf *b, const void *data, size_t n);
-void jbuf_byte(jbuf *b, char c);
+/* Room for `more` bytes (0), or the buffer marked failed (-1). */
+int jbuf_grow(jbuf *b, size_t more);
+
+/* Inline: a write per token, hundreds of them per record. */
+static inline void jbuf_put(jbuf *b, const void *data, size_t n) {
+    if (b->failed || b->len + n > b->cap) {
+        if (n == 0 || jbuf_grow(b, n) < 0) return; /* nothing to copy: b->p may be NULL */
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+}
+
+static inline void jbuf_byte(jbuf *b, char c) {
+    if ((b->failed || b->len + 1 > b->cap) && jbuf_grow(b, 1) < 0) return;
+    b->p[b->len++] = c;
+}
 #define JBUF_LIT(b, lit) jbuf_put((b), (lit), sizeof(lit) - 1)
 void jbuf_str(jbuf *b, const char *s, size_t n); /* a JSON string of escape-free text */
 /* A JSON string as orjson writes it, from text that may need escapes ("\"", "\\",

@@ -245,7 +245,12 @@ int engine_init(Engine *e, PyObject *args, PyObject *kwds) {
     }
     e->keep = PyList_New(0);
     e->w = calloc(1, sizeof(work));
-    if (e->keep == NULL || e->w == NULL) return e->w == NULL ? (PyErr_NoMemory(), -1) : -1;
+    e->tally = calloc(1, sizeof(tally));
+    if (e->w == NULL || e->tally == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (e->keep == NULL) return -1;
     if (init_scalars(e, spec) < 0 || init_objects(e, spec) < 0 || init_private(e, spec) < 0)
         return -1;
     PyObject *types = get(spec, "entity_types");
@@ -288,6 +293,8 @@ void engine_dealloc(Engine *e) {
     Py_XDECREF(e->keep);
     jdoc_free(&e->doc);
     free_work(e->w);
+    if (e->tally != NULL) free(e->tally->times);
+    free(e->tally);
     free(e->prefix);
     free(e->prefix_part);
     Py_TYPE(e)->tp_free((PyObject *)e);

@@ -17,6 +17,10 @@ Per record the oracle asks, in this order:
   byte for byte, and the same held and changelog states; at `history` above 1 (no C path)
   the Python path must give the messages the C path gives at `history` 1.
 
+Then the whole sequence once more through the batch path (`Task.take`, chunked and committed
+where the input says), when it holds no record Kafka could not send and no corrupted state:
+the same messages in the same order, the same stores, the same counts.
+
 The stored inputs (the seed corpus, tests/fuzz/found/) mean what this module reads them as:
 add new cases and choices after the existing ones, and check that the found inputs still
 fail on the code they were found on, or they stop testing anything.
@@ -35,10 +39,12 @@ from typing import Any
 
 from processor.config import Settings
 from processor.core import Core
-from processor.messages import Result
+from processor.messages import OutMessage, Result
 from processor.records import InputRecord
 from processor.state.store import StateForm
+from processor.task import Task, new_task
 from processor.timefmt import MAX_MS, format_ms
+from tests.fake_kafka import FakeMessage
 
 TOPIC = "inventory.changes"
 TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -97,8 +103,11 @@ class Case:
     fast: Core  # history 1, with the C path
     slow: Core  # the reference: the Python path, at the case's history
     same_states: bool  # both hold states in the same form: compare them too
+    batch: Task  # the batch path, at history 1
     fast_held: dict[tuple[int, str], bytes] = field(default_factory=dict)
     slow_held: dict[tuple[int, str], bytes] = field(default_factory=dict)
+    fast_out: list[OutMessage] = field(default_factory=list)  # every message, in order
+    outcomes: list[str] = field(default_factory=list)
 
 
 @cache
@@ -110,7 +119,7 @@ def case(index: int) -> Case:
     if fast.engine is None:
         raise RuntimeError("the C path is not built: nothing to fuzz")
     slow = Core(settings, StateForm(keep_events=settings.history > 1), native=False)
-    return Case(fast, slow, same_states=settings.history == 1)
+    return Case(fast, slow, settings.history == 1, new_task(fast_settings))
 
 
 # -- reading the fuzz input -------------------------------------------------------------------
@@ -419,6 +428,10 @@ def check(data: bytes, log: Callable[[str], None] | None = None) -> None:
         log(f"settings: {CASES[index]}")
     c.fast_held.clear()
     c.slow_held.clear()
+    c.fast_out.clear()
+    c.outcomes.clear()
+    records: list[InputRecord] = []
+    plain = True  # every record one Kafka could send, no state corrupted
     stream = Stream(src)
     for _ in range(1 + src.below(12)):
         key = src.pick(KEYS[:2] * 6 + KEYS)
@@ -429,12 +442,50 @@ def check(data: bytes, log: Callable[[str], None] | None = None) -> None:
         record = InputRecord(TOPIC, partition, offset, timestamp, raw_key, value_, headers)
         if corrupt:
             corrupt_state(c, src, partition, key)
+            plain = False
             if log is not None:
                 log(f"corrupted the state of {key!r}: {c.fast_held.get((partition, key))!r}")
             continue
         if log is not None:
             log(repr(record))
+        plain = plain and in_int64(offset, timestamp, partition) and 0 <= partition < 4096
+        records.append(record)
         step(c, record)
+    if plain and records:
+        check_batch(c, src, records)
+
+
+def check_batch(c: Case, src: Source, records: list[InputRecord]) -> None:
+    """The records through Task.take, in chunks the input chooses, committed where it says:
+    the messages, stores and counts of the record-by-record run."""
+    task = c.batch
+    task.abort()
+    task.store.partitions.clear()
+    messages = [FakeMessage.of(r) for r in records]
+    live = {r.partition for r in records}
+    out: list[OutMessage] = []
+    counted: dict[str, int] = {}
+    at = 0
+    while at < len(messages):
+        end = at + 1 + src.below(len(messages) - at)
+        task.take(messages[at:end], live, out, lambda err: None)
+        at = end
+        if at == len(messages) or src.below(2):
+            tallies, _ = task.commit()
+            for name, n in [*tallies.skipped.items(), *tallies.dead.items()]:
+                counted[name] = counted.get(name, 0) + n
+            counted["emit"] = counted.get("emit", 0) + len(tallies.times_ms)
+            counted["records"] = counted.get("records", 0) + tallies.records
+    if out != c.fast_out:
+        raise DisagreementError(f"the batch path produced other messages: {records}")
+    held = {(p, k): v for p, part in task.store.partitions.items() for k, v in part.items()}
+    if held != c.fast_held:
+        raise DisagreementError(f"the batch path left other states: {records}")
+    expected: dict[str, int] = {"records": len(records)}
+    for outcome in c.outcomes:
+        expected[outcome] = expected.get(outcome, 0) + 1
+    if {k: v for k, v in counted.items() if v} != expected:
+        raise DisagreementError(f"the batch path counted {counted}, records gave {expected}")
 
 
 def corrupt_state(c: Case, src: Source, partition: int, key: str) -> None:
@@ -479,6 +530,8 @@ def step(c: Case, record: InputRecord) -> None:
             return
     fast = c.fast.process(record, key, fast_prior)
     slow = c.slow.process(record, key, slow_prior)
+    c.fast_out += fast.messages
+    c.outcomes.append(fast.outcome if fast.outcome != "dead_letter" else str(fast.reason))
     if view(fast) != view(slow):
         raise DisagreementError(f"{record}\nC:      {view(fast)}\nPython: {view(slow)}")
     if c.same_states and (fast.stored, fast.encoded) != (slow.stored, slow.encoded):

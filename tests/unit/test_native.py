@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, get_args
 
 import orjson
 import pytest
+from confluent_kafka import KafkaError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,9 +29,10 @@ from processor.messages import OutMessage, Result
 from processor.records import WRITABLE_DEPTH, InputRecord
 from processor.state import packed
 from processor.state.packed import pack
-from processor.task import new_task
+from processor.task import Tallies, Task, new_task
 from processor.timefmt import MAX_MS, MIN_MS, InvalidTimestampError, format_ms, parse_ms
 from processor.tmf import ENTITY_TYPES, KINDS
+from tests.fake_kafka import FakeMessage
 from tests.fuzz import harness
 
 if not native.AVAILABLE:
@@ -238,6 +240,85 @@ def test_both_paths_agree_on_a_synthetic_stream(options: dict[str, Any]) -> None
         assert pair.share > 0.9, pair.share
     else:
         assert pair.share > 0.3, pair.share
+
+
+def _batched(
+    settings: Settings, messages: list[FakeMessage], live: set[int], chunk: int
+) -> tuple[list[OutMessage], list[KafkaError], Tallies, Task]:
+    """The messages through Task.take in chunks of `chunk`, committed every third chunk."""
+    task = new_task(settings)
+    out: list[OutMessage] = []
+    errors: list[KafkaError] = []
+    total = Tallies()
+    for n, at in enumerate(range(0, len(messages), chunk)):
+        task.take(messages[at : at + chunk], live, out, errors.append)
+        if n % 3 == 2:
+            _add(total, task.commit()[0])
+    _add(total, task.commit()[0])
+    return out, errors, total, task
+
+
+def _add(total: Tallies, t: Tallies) -> None:
+    total.records += t.records
+    total.native += t.native
+    total.consumed += t.consumed
+    total.emitted += t.emitted
+    total.skipped += t.skipped
+    total.dead += t.dead
+    total.times_ms += t.times_ms
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 500])
+@pytest.mark.parametrize("options", MATRIX[:3], ids=lambda o: f"{o['tmf_version']}-{o['payload']}")
+def test_the_batch_path_is_the_record_path(options: dict[str, Any], chunk: int) -> None:
+    """Task.take over the messages of consume() calls gives what Task.process gives record
+    by record on the Python path: messages in order, stores, counts; consumer errors go to
+    the callback, partitions not live are passed over."""
+    settings = Settings(instance_id="t", **options)
+    records = list(_synthetic(900, seed=chunk, partitions=3))
+    odd = [
+        InputRecord(TOPIC, 0, 10_000, None, b"", b"{}", []),  # missing key
+        InputRecord(TOPIC, 1, 10_001, 5, b"\xff", b"{}", []),  # key not UTF-8
+        InputRecord(TOPIC, 0, 10_002, 5, b"k", b"not json", []),  # invalid JSON
+        InputRecord(TOPIC, 1, 10_003, 5, b"k", b'{"entityType":"service","x":1.5}', []),
+    ]
+    records[100:100] = odd
+    failure = KafkaError(KafkaError._TRANSPORT, "down")
+    messages = [FakeMessage.of(r) for r in records]
+    messages[50:50] = [FakeMessage.failed(failure)]
+    live = {0, 1}  # partition 2's messages arrived after a revoke: passed over
+    out, errors, tallies, task = _batched(settings, messages, live, chunk)
+
+    slow = new_task(settings, native=False)
+    want: list[OutMessage] = []
+    for r in records:
+        if r.partition in live:
+            want += slow.process(r).messages
+    expected, _ = slow.commit()
+    assert out == want
+    assert errors == [failure]
+    assert task.store.partitions == slow.store.partitions
+    assert tallies.records == expected.records == len([r for r in records if r.partition in live])
+    assert tallies.consumed == expected.consumed
+    assert tallies.emitted == expected.emitted
+    assert tallies.skipped == expected.skipped
+    assert tallies.dead == expected.dead
+    assert sorted(tallies.times_ms) == sorted(expected.times_ms)
+    assert tallies.native > 0.9 * tallies.records
+    assert task.offsets == {} and task.records == 0  # committed
+
+
+def test_an_aborted_batch_leaves_no_count_behind() -> None:
+    settings = Settings(instance_id="t", private_fields=["note"])
+    task = new_task(settings)
+    messages = [FakeMessage.of(r) for r in _synthetic(50, seed=3)]
+    task.take(messages, {0}, [], lambda err: None)
+    assert task.records == 50 and task.offsets == {0: 50}
+    task.abort()
+    assert task.records == 0 and task.staged == {} and task.offsets == {}
+    tallies, touched = task.commit()
+    assert tallies.records == 0 and not tallies.emitted and not touched
+    assert task.store.partitions == {}
 
 
 def test_the_fast_path_emits_the_events_of_a_story() -> None:
