@@ -79,9 +79,8 @@ int jbuf_grow(jbuf *b, size_t more);
 
 /* Inline: a write per token, hundreds of them per record. */
 static inline void jbuf_put(jbuf *b, const void *data, size_t n) {
-    if (b->failed || b->len + n > b->cap) {
-        if (n == 0 || jbuf_grow(b, n) < 0) return; /* nothing to copy: b->p may be NULL */
-    }
+    if (n == 0) return; /* nothing to copy: b->p and data may be NULL */
+    if ((b->failed || b->len + n > b->cap) && jbuf_grow(b, n) < 0) return;
     memcpy(b->p + b->len, data, n);
     b->len += n;
 }
