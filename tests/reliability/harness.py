@@ -130,13 +130,14 @@ def history(
     *,
     notes: Sequence[str] = (),
 ) -> tuple[HistoryReport, list[Record], Expectation]:
-    """The history report of a finished run; printed, so `pytest -rA` shows it."""
+    """The history report of a finished run, titled with the profile it ran in; printed, so
+    `pytest -rA` shows it."""
     output = read_output(bootstrap, settings)
     expectation = expected_from_input(inputs, settings)
     report = check_history(
         expectation,
         output,
-        title=title,
+        title=f"{title} ({PROFILE} profile)",
         validate=lambda r: assert_valid_event((r.headers, r.value)),
     )
     report.notes.extend(notes)

@@ -16,6 +16,7 @@ from processor.http import HttpServer
 from processor.hub.callbacks import parse_allowed_hosts
 from processor.hub.metrics import HubMetrics
 from processor.hub.model import Position, Subscription
+from processor.hub.parts import HubParts
 from processor.hub.routes import HubRoutes, delivery_document, schema_path
 from tests.http_client import call
 from tests.hub_process import RESOURCE_HUB, SERVICE_HUB
@@ -58,12 +59,15 @@ class Hub:
         self.store = MemoryStore()
         self.forgotten: list[str] = []
         self.pokes = 0
-        routes = HubRoutes(
+        parts = HubParts(
             settings,
             self.store,  # type: ignore[arg-type]
             HubMetrics(),
             parse_allowed_hosts(settings.hub_allowed_callback_hosts),
             lambda host, port: ["127.0.0.1"] if host == "localhost" else ["93.184.216.34"],
+        )
+        routes = HubRoutes(
+            parts,
             {settings.service_topic: 2, settings.resource_topic: 3},
             forget=self.forgotten.append,
             poke=self._poke,
