@@ -42,6 +42,23 @@ def package_version() -> str:
         return "0+unknown"
 
 
+class Series:
+    """Makes the series of one registry under one name prefix: a line per series."""
+
+    def __init__(self, registry: CollectorRegistry, prefix: str) -> None:
+        self.registry = registry
+        self.prefix = prefix
+
+    def counter(self, name: str, doc: str, *labels: str) -> Counter:
+        return Counter(self.prefix + name, doc, labels, registry=self.registry)
+
+    def gauge(self, name: str, doc: str, *labels: str) -> Gauge:
+        return Gauge(self.prefix + name, doc, labels, registry=self.registry)
+
+    def histogram(self, name: str, doc: str, *labels: str, buckets: tuple[float, ...]) -> Histogram:
+        return Histogram(self.prefix + name, doc, labels, buckets=buckets, registry=self.registry)
+
+
 class Metrics:
     """The processor's series; the events of `tmf_version` for `entity_types` and every
     other known label value start at 0."""
@@ -54,94 +71,57 @@ class Metrics:
         entity_types: Iterable[str] = ENTITY_TYPES,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        self.consumed = Counter(
-            "tmf_events_records_consumed",
-            "Input records consumed",
-            ["topic", "partition"],
-            registry=r,
+        s = Series(self.registry, "tmf_events_")
+        self.consumed = s.counter(
+            "records_consumed", "Input records consumed", "topic", "partition"
         )
-        self.emitted = Counter(
-            "tmf_events_events_emitted",
-            "TMF events emitted (committed)",
-            ["entity_type", "event_type"],
-            registry=r,
+        self.emitted = s.counter(
+            "events_emitted", "TMF events emitted (committed)", "entity_type", "event_type"
         )
-        self.skipped = Counter(
-            "tmf_events_records_skipped",
-            "Input records that emitted nothing, by reason",
-            ["reason"],
-            registry=r,
+        self.skipped = s.counter(
+            "records_skipped", "Input records that emitted nothing, by reason", "reason"
         )
-        self.dead_letters = Counter(
-            "tmf_events_dead_letters",
-            "Records sent to the dead-letter topic, by reason",
-            ["reason"],
-            registry=r,
+        self.dead_letters = s.counter(
+            "dead_letters", "Records sent to the dead-letter topic, by reason", "reason"
         )
-        self.core_records = Counter(
-            "tmf_events_core_records",
+        self.core_records = s.counter(
+            "core_records",
             "Committed input records by the decision path that took them (c: the C fast "
             "path; python: everything it hands on, and all records where it is not built)",
-            ["path"],
-            registry=r,
+            "path",
         )
-        self.transactions = Counter(
-            "tmf_events_transactions", "Kafka transactions by outcome", ["outcome"], registry=r
-        )
-        self.commit_duration = Histogram(
-            "tmf_events_commit_duration_seconds",
+        self.transactions = s.counter("transactions", "Kafka transactions by outcome", "outcome")
+        self.commit_duration = s.histogram(
+            "commit_duration_seconds",
             "Flush + offsets + commit time per batch",
             buckets=_LATENCY_BUCKETS,
-            registry=r,
         )
-        self.batch_size = Histogram(
-            "tmf_events_batch_size_records",
-            "Input records per committed batch",
-            buckets=_BATCH_BUCKETS,
-            registry=r,
+        self.batch_size = s.histogram(
+            "batch_size_records", "Input records per committed batch", buckets=_BATCH_BUCKETS
         )
-        self.latency = Histogram(
-            "tmf_events_end_to_end_latency_seconds",
+        self.latency = s.histogram(
+            "end_to_end_latency_seconds",
             "From the change's event time to the commit of its events",
             buckets=_LATENCY_BUCKETS,
-            registry=r,
         )
-        self.lag = Gauge(
-            "tmf_events_consumer_lag_records",
-            "Input records not yet consumed, per partition",
-            ["partition"],
-            registry=r,
+        self.lag = s.gauge(
+            "consumer_lag_records", "Input records not yet consumed, per partition", "partition"
         )
-        self.state_keys = Gauge(
-            "tmf_events_state_keys",
-            "Instances held in the state store, per partition",
-            ["partition"],
-            registry=r,
+        self.state_keys = s.gauge(
+            "state_keys", "Instances held in the state store, per partition", "partition"
         )
-        self.restore_duration = Histogram(
-            "tmf_events_restore_duration_seconds",
+        self.restore_duration = s.histogram(
+            "restore_duration_seconds",
             "Time to restore one partition's state",
             buckets=_LATENCY_BUCKETS,
-            registry=r,
         )
-        self.restored = Counter(
-            "tmf_events_restored_records", "Changelog records read during restores", registry=r
+        self.restored = s.counter("restored_records", "Changelog records read during restores")
+        self.rebalances = s.counter("rebalances", "Rebalance callbacks by kind", "kind")
+        self.ready = s.gauge("ready", "1 when assigned partitions are restored")
+        self.offset_resets = s.counter(
+            "offset_resets", "Partitions whose committed offset was no longer retained"
         )
-        self.rebalances = Counter(
-            "tmf_events_rebalances", "Rebalance callbacks by kind", ["kind"], registry=r
-        )
-        self.ready = Gauge(
-            "tmf_events_ready", "1 when assigned partitions are restored", registry=r
-        )
-        self.offset_resets = Counter(
-            "tmf_events_offset_resets",
-            "Partitions whose committed offset was no longer retained",
-            registry=r,
-        )
-        self.build_info = Gauge(
-            "tmf_events_build_info", "Build information", ["version"], registry=r
-        )
+        self.build_info = s.gauge("build_info", "Build information", "version")
         self.build_info.labels(package_version()).set(1)
         self._start_at_zero(tmf_version, entity_types)
 
@@ -239,14 +219,8 @@ class ApiMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        self.ready = Gauge(
-            "tmf_events_ready", "1 when the changelog has been read to its end", registry=r
-        )
-        self.instances = Gauge(
-            "tmf_events_api_instances", "Instances the query API knows", registry=r
-        )
-        self.build_info = Gauge(
-            "tmf_events_build_info", "Build information", ["version"], registry=r
-        )
+        s = Series(self.registry, "tmf_events_")
+        self.ready = s.gauge("ready", "1 when the changelog has been read to its end")
+        self.instances = s.gauge("api_instances", "Instances the query API knows")
+        self.build_info = s.gauge("build_info", "Build information", "version")
         self.build_info.labels(package_version()).set(1)

@@ -2,7 +2,7 @@
 
 A `Listener` answers 201 to every POST and records it (`received`); a test can make it
 answer something else (`respond`), hang until released (`hang` / `release`), or go down and
-come back on the same port (`down` / `up`).
+come back on the same port (`down` / `start`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Self
 
 from processor.dev.broker import free_port
+from processor.dev.running import Running
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def created(_request: Received) -> tuple[int, dict[str, str], bytes]:
     return 201, {}, b""
 
 
-class Listener:
+class Listener(Running):
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.received: list[Received] = []
@@ -64,7 +64,7 @@ class Listener:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def up(self) -> Self:
+    def start(self) -> Self:
         listener = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -107,7 +107,7 @@ class Listener:
         return self
 
     def down(self) -> None:
-        """Stop answering: connections are refused until `up()` again (same port)."""
+        """Stop answering: connections are refused until `start()` again (same port)."""
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
@@ -126,15 +126,7 @@ class Listener:
         self.hanging.clear()
         self.released.set()
 
-    def __enter__(self) -> Self:
-        return self.up()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self.release()
         self.down()
 

@@ -2,9 +2,9 @@
 
 - `ProcessorThread`: `processor.loop.Processor` in a thread of the test process.
 - `ProcessorProcess`: `tmf-events run` as a child process configured by `TMF_EVENTS_*` env
-  vars, its log in a file, `/readyz` polled on a free port, SIGTERM / SIGKILL and exit codes.
+  vars, its log in a file, `/readyz` polled on a free port, SIGTERM / SIGKILL and exit codes
+  (`CliProcess`, which `tmf-events hub` shares: tests/hub_process.py).
 - `run_cli`: any other `tmf-events` command, to completion.
-- `PacedLoad`: seeded synthetic change records at a steady rate until stopped.
 - Reading a run's input and outcome: `send` (records with timestamps and headers),
   `read_input` (records exactly as the broker stores them), `replay_lines` / `expected`
   (what `processor.replay.replay` says the processor must emit for that input),
@@ -24,12 +24,10 @@ import sys
 import threading
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any, ClassVar, Self
 
 import orjson
 from confluent_kafka import (
@@ -45,15 +43,16 @@ from confluent_kafka import (
 
 from processor.config import Settings
 from processor.dev.broker import death_signal_preexec, free_port
-from processor.dev.synthetic import Generator, Mix
+from processor.dev.running import Running
 from processor.loop import Processor
 from processor.records import InputRecord
 from processor.replay import replay
+from tests.http_client import call
 from tests.kafka_helpers import FAST_FETCH, wait_until
 
 __all__ = [
     "REPO",
-    "PacedLoad",
+    "CliProcess",
     "ProcessorProcess",
     "ProcessorThread",
     "Send",
@@ -107,7 +106,7 @@ def processor_fields(bootstrap: str, name: str, **overrides: Any) -> dict[str, A
 # -- in a thread -------------------------------------------------------------------------------
 
 
-class ProcessorThread:
+class ProcessorThread(Running):
     """`Processor(settings).run()` in a daemon thread; `stop()` returns its exit code."""
 
     def __init__(self, settings: Settings | Mapping[str, Any]) -> None:
@@ -161,20 +160,16 @@ class ProcessorThread:
             raise AssertionError(f"{text}: {self.error!r}") from self.error
         raise AssertionError(f"{text} (returned {self.result})")
 
-    def __enter__(self) -> Self:
-        return self.start()
+    def close(self) -> None:
+        """Stop without judging the run (a failed test's error stays the one reported)."""
+        self.stop_event.set()
+        self.thread.join(60)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None:
+    def leave(self, failed: bool) -> None:
+        if failed:
+            self.close()
+        else:  # a block that ended well also checks how the processor ended
             self.stop()
-        else:  # the test already failed: stop, but do not hide its error
-            self.stop_event.set()
-            self.thread.join(60)
 
 
 # -- as a child process ------------------------------------------------------------------------
@@ -246,12 +241,15 @@ def stopping(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]
             proc.wait(30)
 
 
-class ProcessorProcess:
-    """`tmf-events run` in a child process, configured by env vars, logging to `log_path`.
+class CliProcess(Running):
+    """`tmf-events <command>` in a child process, configured by env vars, logging to
+    `log_path`.
 
     Every `start()` picks a free HTTP port and appends to the same log file, so one object
     can be killed and started again (a restart of the same replica).
     """
+
+    command: ClassVar[str]
 
     def __init__(self, fields: Mapping[str, Any], log_path: Path, args: Sequence[str] = ()) -> None:
         self.fields = dict(fields)
@@ -270,7 +268,7 @@ class ProcessorProcess:
             log.write(f"\n===== start {self.starts} (http port {self.port}) =====\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "processor.cli", "run", *self.args],
+                [sys.executable, "-m", "processor.cli", self.command, *self.args],
                 env=cli_env(fields),
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,
@@ -300,34 +298,33 @@ class ProcessorProcess:
 
     def readyz(self) -> tuple[int, bytes] | None:
         """(status, body) of GET /readyz, or None when nothing answers."""
-        url = f"http://127.0.0.1:{self.port}/readyz"
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return int(response.status), response.read()
-        except urllib.error.HTTPError as exc:
-            return int(exc.code), exc.read()
+            reply = call(self.port, "/readyz", timeout=2)
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return None
+        return reply.status, reply.body
 
     def ready(self) -> bool:
         answer = self.readyz()
         return answer is not None and answer[0] == 200
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def wait_ready(self, timeout: float = 60) -> Self:
         """Until /readyz says 200; fails at once (with the log) if the process ended."""
         wait_until(
             lambda: not self.alive or self.ready(),
             timeout,
             interval=0.1,
             message=lambda: (
-                f"tmf-events run not ready on port {self.port}; log:\n" + self._log_tail()
+                f"tmf-events {self.command} not ready on port {self.port}; log:\n"
+                + self._log_tail()
             ),
         )
         if not self.alive:
             raise AssertionError(
-                f"tmf-events run exited with {self.returncode()} before it was ready; log:\n"
-                + self._log_tail()
+                f"tmf-events {self.command} exited with {self.returncode()} before it was ready;"
+                " log:\n" + self._log_tail()
             )
+        return self
 
     def returncode(self) -> int | None:
         return None if self.proc is None else self.proc.poll()
@@ -338,7 +335,8 @@ class ProcessorProcess:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise AssertionError(
-                f"tmf-events run did not exit within {timeout:g} s; log:\n" + self._log_tail()
+                f"tmf-events {self.command} did not exit within {timeout:g} s; log:\n"
+                + self._log_tail()
             ) from None
 
     def exited_within(self, timeout: float) -> int | None:
@@ -371,16 +369,11 @@ class ProcessorProcess:
             self.proc.kill()
             self.proc.wait(30)
 
-    def __enter__(self) -> Self:
-        return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+class ProcessorProcess(CliProcess):
+    """`tmf-events run` (`args` after it)."""
+
+    command = "run"
 
 
 # -- input and outcome -------------------------------------------------------------------------
@@ -618,73 +611,3 @@ def wait_consumed(
         interval=0.2,
         message=lambda: f"group {group} committed {last}, input ends at {dict(ends)}",
     )
-
-
-# -- a load that runs until told to stop -------------------------------------------------------
-
-
-class PacedLoad:
-    """Seeded synthetic change records produced at about `rate` per second until `stop()`:
-    the load outlasts however long the restarts take, so every kill lands in the middle."""
-
-    def __init__(
-        self, bootstrap: str, topic: str, rate: float, *, seed: int, keys: int = 300
-    ) -> None:
-        self.gen = Generator(
-            seed=seed, keys=keys, mix=Mix(), start_ms=int(time.time() * 1000) - 3_600_000, step_ms=1
-        )
-        self.producer: Producer | None = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "partitioner": "murmur2_random",
-                "enable.idempotence": True,
-                "linger.ms": 5,
-            }
-        )
-        self.topic, self.rate = topic, rate
-        self.sent = 0
-        self.errors: list[str] = []
-        self.stopped = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="load", daemon=True)
-
-    def _on_delivery(self, error: KafkaError | None, _msg: object) -> None:
-        if error is not None:
-            self.errors.append(str(error))
-
-    def _run(self) -> None:
-        producer = self.producer
-        assert producer is not None
-        chunk = max(1, int(self.rate / 20))  # every 50 ms
-        started = time.monotonic()
-        while not self.stopped.is_set():
-            for record in self.gen.records(chunk):
-                producer.produce(
-                    self.topic,
-                    record.value,
-                    record.key,
-                    timestamp=record.timestamp_ms,
-                    on_delivery=self._on_delivery,
-                )
-            self.sent += chunk
-            # Pacing, while serving delivery reports (poll returns early when it serves one).
-            while not self.stopped.is_set():
-                ahead = self.sent / self.rate - (time.monotonic() - started)
-                if ahead <= 0:
-                    break
-                producer.poll(ahead)
-
-    def start(self) -> PacedLoad:
-        self.thread.start()
-        return self
-
-    def stop(self) -> int:
-        self.stopped.set()
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-        producer, self.producer = self.producer, None
-        assert producer is not None
-        remaining = producer.flush(60)
-        del producer  # closed now, while the broker is still up
-        assert remaining == 0
-        assert not self.errors, self.errors[:3]
-        return self.sent

@@ -23,11 +23,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import IO, Literal, Self
+from types import FrameType
+from typing import IO, Literal
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
+
+from processor.dev.running import Running
 
 BrokerKind = Literal["tansu", "noida"]
 KINDS: tuple[BrokerKind, ...] = ("noida", "tansu")
@@ -158,7 +160,7 @@ def death_signal_preexec(signum: int = signal.SIGTERM) -> Callable[[], None] | N
     return setup
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(Running):
     """A noida-db or Tansu broker in a child process, listening on 127.0.0.1.
 
     `port=None` picks a free port at the first start and keeps it for restarts. noida keeps its
@@ -187,18 +189,6 @@ class EmbeddedBroker:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"EmbeddedBroker(kind={self.kind!r}, port={self.port}, {state})"
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def bootstrap_servers(self) -> str:
@@ -257,6 +247,10 @@ class EmbeddedBroker:
         if self._own_dir and self.data_dir is not None:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             self.data_dir = None
+
+    def close(self) -> None:
+        """`stop()` with its default grace (the end of a `with` block)."""
+        self.stop()
 
     def restart(self, timeout: float = 30) -> str:
         """Stop and start again on the same port and directory (noida keeps its data)."""

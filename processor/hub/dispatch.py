@@ -20,11 +20,8 @@ from collections.abc import Callable
 from confluent_kafka import Consumer, TopicPartition
 
 from processor import clients
-from processor.config import Settings
-from processor.hub.callbacks import AllowedHosts, Resolver
-from processor.hub.metrics import HubMetrics
+from processor.hub.parts import HubParts
 from processor.hub.query import QueryError, parse_query
-from processor.hub.store import HubStore
 from processor.hub.worker import Worker
 from processor.schemas import event_names
 
@@ -37,19 +34,11 @@ _RECONCILE_EVERY_S = 2.0
 class Dispatcher:
     def __init__(
         self,
-        settings: Settings,
-        store: HubStore,
-        metrics: HubMetrics,
-        allowed: AllowedHosts,
-        resolve: Resolver,
+        parts: HubParts,
         topics: list[str],
         new_worker: Callable[..., Worker] = Worker,
     ) -> None:
-        self.settings = settings
-        self.store = store
-        self.metrics = metrics
-        self.allowed = allowed
-        self.resolve = resolve
+        self.parts = parts
         self.topics = topics
         self.new_worker = new_worker
         self.owned: dict[str, set[int]] = {t: set() for t in topics}
@@ -59,8 +48,8 @@ class Dispatcher:
         self.heartbeat = time.monotonic()
         self.joined = False
         # Revocation waits for a worker's delivery in flight: at most one request time.
-        self.handover_s = settings.hub_request_timeout_ms / 1000 + 10
-        store.changed.append(self.wake.set)
+        self.handover_s = parts.settings.hub_request_timeout_ms / 1000 + 10
+        parts.store.changed.append(self.wake.set)
 
     def health(self) -> tuple[bool, str]:
         idle = time.monotonic() - self.heartbeat
@@ -69,7 +58,7 @@ class Dispatcher:
     # -- the group member (main thread) ----------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        consumer = Consumer(clients.hub_member(self.settings))
+        consumer = Consumer(clients.hub_member(self.parts.settings))
         consumer.subscribe(
             self.topics,
             on_assign=self._on_assign,
@@ -96,7 +85,7 @@ class Dispatcher:
         consumer.incremental_assign(partitions)
         consumer.pause(partitions)
         self.joined = True
-        if not self.store.sync():
+        if not self.parts.store.sync():
             log.warning("hub topic not read to its end: deliveries may repeat some events")
         with self.lock:
             for tp in partitions:
@@ -119,7 +108,7 @@ class Dispatcher:
     def reconcile(self) -> None:
         """One worker per subscription with owned partitions, given exactly those."""
         with self.lock:
-            subs = {s.id: s for s in self.store.all_subscriptions() if s.topic in self.owned}
+            subs = {s.id: s for s in self.parts.store.all_subscriptions() if s.topic in self.owned}
             for sub_id in list(self.workers):
                 if sub_id not in subs:
                     self._retire(sub_id)
@@ -136,25 +125,17 @@ class Dispatcher:
                         query = parse_query(
                             sub.query,
                             sub.entity_type,
-                            event_names(sub.entity_type, self.settings.tmf_version),
+                            event_names(sub.entity_type, self.parts.settings.tmf_version),
                         )
                     except QueryError as exc:  # registered under other settings
                         log.error("subscription %s cannot be delivered: %s", sub.id, exc)
                         continue
-                    worker = self.new_worker(
-                        sub,
-                        query,
-                        self.settings,
-                        self.store,
-                        self.metrics,
-                        self.allowed,
-                        self.resolve,
-                    ).start()
+                    worker = self.new_worker(sub, query, self.parts).start()
                     self.workers[sub.id] = worker
                 if not worker.assign(partitions, self.handover_s):
                     log.warning("subscription %s: partitions not released in time", sub.id)
-            self.metrics.subscriptions.set(len(self.store.all_subscriptions()))
-            self.metrics.owned_partitions.set(sum(len(p) for p in self.owned.values()))
+            self.parts.metrics.subscriptions.set(len(self.parts.store.all_subscriptions()))
+            self.parts.metrics.owned_partitions.set(sum(len(p) for p in self.owned.values()))
 
     def forget(self, sub_id: str) -> None:
         """Stop delivering an unregistered subscription now (the HTTP thread that deleted it)."""
@@ -167,15 +148,17 @@ class Dispatcher:
             return
         worker.stop(self.handover_s)
         # The worker's last positions may follow the tombstones: remove them once more.
-        self.store.delete_positions((sub_id, worker.sub.topic, p) for p in sorted(worker.touched))
-        self.store.flush()
+        self.parts.store.delete_positions(
+            (sub_id, worker.sub.topic, p) for p in sorted(worker.touched)
+        )
+        self.parts.store.flush()
 
     def stop_workers(self) -> None:
         with self.lock:
             for worker in self.workers.values():
                 worker.stop(self.handover_s)
             self.workers.clear()
-        self.store.flush()
+        self.parts.store.flush()
 
 
 def _text(partitions: list[TopicPartition]) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
-from processor.metrics import package_version
+from processor.metrics import Series, package_version
 from processor.tmf import event_name, kinds
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
@@ -15,73 +15,58 @@ _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300
 class HubMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
-        r = self.registry
-        self.deliveries = Counter(
-            "tmf_events_hub_deliveries",
+        s = Series(self.registry, "tmf_events_hub_")
+        self.deliveries = s.counter(
+            "deliveries",
             "Delivery attempts to listeners by outcome (delivered: a 2xx answer; failed: "
             "anything else, retried)",
-            ["entity_type", "event_type", "outcome"],
-            registry=r,
+            "entity_type",
+            "event_type",
+            "outcome",
         )
-        self.retries = Counter(
-            "tmf_events_hub_retries",
-            "Delivery attempts that repeated a failed one",
-            ["entity_type"],
-            registry=r,
+        self.retries = s.counter(
+            "retries", "Delivery attempts that repeated a failed one", "entity_type"
         )
-        self.uncertain = Counter(
-            "tmf_events_hub_uncertain_deliveries",
+        self.uncertain = s.counter(
+            "uncertain_deliveries",
             "Failed attempts whose request was sent but got no answer: the listener may have "
             "the event, and the retry may be a copy",
-            ["entity_type"],
-            registry=r,
+            "entity_type",
         )
-        self.latency = Histogram(
-            "tmf_events_hub_delivery_latency_seconds",
+        self.latency = s.histogram(
+            "delivery_latency_seconds",
             "From the event's write to Kafka to the listener's 2xx answer",
             buckets=_SECONDS,
-            registry=r,
         )
-        self.request_duration = Histogram(
-            "tmf_events_hub_request_duration_seconds",
+        self.request_duration = s.histogram(
+            "request_duration_seconds",
             "Duration of one POST to a listener, answered or not",
             buckets=_SECONDS,
-            registry=r,
         )
-        self.paused = Gauge(
-            "tmf_events_hub_paused_subscriptions",
+        self.paused = s.gauge(
+            "paused_subscriptions",
             "Subscriptions this replica has paused after failing for hub_pause_after_ms",
-            registry=r,
         )
-        self.backlog = Gauge(
-            "tmf_events_hub_backlog_records",
+        self.backlog = s.gauge(
+            "backlog_records",
             "Output records not yet delivered (or skipped) per subscription, in the partitions "
             "this replica owns",
-            ["subscription"],
-            registry=r,
+            "subscription",
         )
-        self.subscriptions = Gauge(
-            "tmf_events_hub_subscriptions",
-            "Registered subscriptions (every replica knows all of them)",
-            registry=r,
+        self.subscriptions = s.gauge(
+            "subscriptions", "Registered subscriptions (every replica knows all of them)"
         )
-        self.owned_partitions = Gauge(
-            "tmf_events_hub_owned_partitions",
-            "Output partitions this replica delivers from",
-            registry=r,
+        self.owned_partitions = s.gauge(
+            "owned_partitions", "Output partitions this replica delivers from"
         )
-        self.registrations = Counter(
-            "tmf_events_hub_registrations",
+        self.registrations = s.counter(
+            "registrations",
             "POST /hub and DELETE /hub/{id} requests by outcome",
-            ["operation", "outcome"],
-            registry=r,
+            "operation",
+            "outcome",
         )
-        self.ready = Gauge(
-            "tmf_events_hub_ready", "1 when the hub has read its whole topic", registry=r
-        )
-        self.build_info = Gauge(
-            "tmf_events_hub_build_info", "Build information", ["version"], registry=r
-        )
+        self.ready = s.gauge("ready", "1 when the hub has read its whole topic")
+        self.build_info = s.gauge("build_info", "Build information", "version")
         self.build_info.labels(package_version()).set(1)
 
     def start_at_zero(self, tmf_version: str, entity_types: Iterable[str]) -> None:

@@ -31,11 +31,10 @@ from confluent_kafka import KafkaException
 
 from processor.config import Settings
 from processor.http import Answer, Request, json_response, problem
-from processor.hub.callbacks import AllowedHosts, CallbackError, Resolver, check_callback
-from processor.hub.metrics import HubMetrics
+from processor.hub.callbacks import CallbackError, check_callback
 from processor.hub.model import Position, Subscription
+from processor.hub.parts import HubParts
 from processor.hub.query import QueryError, parse_query
-from processor.hub.store import HubStore
 from processor.schemas import event_names, schema_dir
 from processor.tmf import API_NAME
 
@@ -122,24 +121,16 @@ class HubRoutes:
 
     def __init__(
         self,
-        settings: Settings,
-        store: HubStore,
-        metrics: HubMetrics,
-        allowed: AllowedHosts,
-        resolve: Resolver,
+        parts: HubParts,
         partitions: Mapping[str, int],
         forget: Callable[[str], None],
         poke: Callable[[], None],
     ) -> None:
-        self.settings = settings
-        self.store = store
-        self.metrics = metrics
-        self.allowed = allowed
-        self.resolve = resolve
+        self.parts = parts
         self.partitions = partitions
         self.forget = forget  # stops this replica's delivery of a subscription at once
         self.poke = poke  # tells the dispatcher a subscription arrived
-        self.apis = hub_apis(settings)
+        self.apis = hub_apis(parts.settings)
 
     def __call__(self, request: Request) -> Answer:
         for api in self.apis:
@@ -164,7 +155,7 @@ class HubRoutes:
     def register(self, api: Api, body: bytes) -> Answer:
         answer = self._register(api, body)
         outcome = "created" if answer.status == 201 else str(answer.status)
-        self.metrics.registrations.labels("register", outcome).inc()
+        self.parts.metrics.registrations.labels("register", outcome).inc()
         return answer
 
     def _register(self, api: Api, body: bytes) -> Answer:
@@ -179,29 +170,29 @@ class HubRoutes:
         query: str | None = document.get("query")
         if query is not None and not query.strip():
             query = None
-        names = event_names(api.entity_type, self.settings.tmf_version)
+        names = event_names(api.entity_type, self.parts.settings.tmf_version)
         try:
             parse_query(query, api.entity_type, names)
         except QueryError as exc:
             return _bad_request(f"query: {exc}")
         try:
-            check_callback(callback, self.allowed, self.resolve)
+            check_callback(callback, self.parts.allowed, self.parts.resolve)
         except CallbackError as exc:
             return _bad_request(str(exc))
-        if len(self.store.all_subscriptions()) >= self.settings.hub_max_subscriptions:
+        if len(self.parts.store.all_subscriptions()) >= self.parts.settings.hub_max_subscriptions:
             return Answer.of(
                 problem(
                     403,
                     "Forbidden",
-                    f"this hub holds its maximum of {self.settings.hub_max_subscriptions} "
+                    f"this hub holds its maximum of {self.parts.settings.hub_max_subscriptions} "
                     "subscriptions (hub_max_subscriptions)",
                 )
             )
-        topic = self.settings.topic_for(api.entity_type)
+        topic = self.parts.settings.topic_for(api.entity_type)
         # Time-ordered ids: a listing of the hub topic reads in registration order.
         sub_id = str(uuid6.uuid7())
         try:
-            start = self.store.end_offsets(topic, self.partitions[topic])
+            start = self.parts.store.end_offsets(topic, self.partitions[topic])
             sub = Subscription(
                 id=sub_id,
                 entity_type=api.entity_type,
@@ -212,7 +203,7 @@ class HubRoutes:
                 start=start,
                 created_ms=int(time.time() * 1000),
             )
-            self.store.put_subscription(sub)
+            self.parts.store.put_subscription(sub)
         except KafkaException as exc:
             log.warning("registration failed: %s", exc)
             return Answer.of(
@@ -238,7 +229,7 @@ class HubRoutes:
         if sub is None:
             return _unknown(sub_id)
         doc = subscription_document(api, sub)
-        doc["delivery"] = delivery_document(self.store.positions_of(sub_id))
+        doc["delivery"] = delivery_document(self.parts.store.positions_of(sub_id))
         return Answer.of(json_response(200, doc))
 
     # -- DELETE /hub/{id} ------------------------------------------------------------------
@@ -246,22 +237,22 @@ class HubRoutes:
     def unregister(self, api: Api, sub_id: str) -> Answer:
         sub = self._find(api, sub_id)
         if sub is None:
-            self.metrics.registrations.labels("unregister", "404").inc()
+            self.parts.metrics.registrations.labels("unregister", "404").inc()
             return _unknown(sub_id)
         try:
-            self.store.delete_subscription(sub_id)
+            self.parts.store.delete_subscription(sub_id)
         except KafkaException as exc:
             log.warning("unregistration failed: %s", exc)
             return Answer.of(
                 problem(503, "Service Unavailable", "Kafka did not take the unregistration")
             )
         self.forget(sub_id)
-        self.metrics.registrations.labels("unregister", "deleted").inc()
+        self.parts.metrics.registrations.labels("unregister", "deleted").inc()
         log.info("subscription %s unregistered", sub_id)
         return Answer(204)
 
     def _find(self, api: Api, sub_id: str) -> Subscription | None:
-        sub = self.store.subscription(sub_id)
+        sub = self.parts.store.subscription(sub_id)
         if sub is None or sub.entity_type != api.entity_type:
             return None
         return sub

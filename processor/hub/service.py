@@ -23,6 +23,7 @@ from processor.http import Answer, HttpServer, Request, problem
 from processor.hub.callbacks import Resolver, parse_allowed_hosts, system_resolver
 from processor.hub.dispatch import Dispatcher
 from processor.hub.metrics import HubMetrics
+from processor.hub.parts import HubParts
 from processor.hub.routes import HubRoutes
 from processor.hub.store import HubStore, ensure_hub_topic
 
@@ -47,15 +48,10 @@ class Hub:
         KafkaException."""
         partitions = ensure_hub_topic(self.settings, self.topics)
         store = self.store = HubStore(self.settings).start()
-        dispatcher = self.dispatcher = Dispatcher(
-            self.settings, store, self.metrics, self.allowed, self.resolve, self.topics
-        )
+        parts = HubParts(self.settings, store, self.metrics, self.allowed, self.resolve)
+        dispatcher = self.dispatcher = Dispatcher(parts, self.topics)
         self.routes = HubRoutes(
-            self.settings,
-            store,
-            self.metrics,
-            self.allowed,
-            self.resolve,
+            parts,
             partitions,
             forget=dispatcher.forget,
             poke=dispatcher.wake.set,

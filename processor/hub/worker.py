@@ -25,13 +25,12 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from processor import clients
 from processor.config import Settings
-from processor.hub.callbacks import AllowedHosts, Callback, Resolver, parse_callback
+from processor.hub.callbacks import Callback, parse_callback
 from processor.hub.delivery import Poster, http_headers, listener_path
-from processor.hub.metrics import HubMetrics
 from processor.hub.model import Position, Subscription
+from processor.hub.parts import HubParts
 from processor.hub.query import Filter
 from processor.hub.retry import Failures, RetryPolicy
-from processor.hub.store import HubStore
 
 log = logging.getLogger(__name__)
 
@@ -55,27 +54,22 @@ class Worker:
         self,
         sub: Subscription,
         query: Filter,
-        settings: Settings,
-        store: HubStore,
-        metrics: HubMetrics,
-        allowed: AllowedHosts,
-        resolve: Resolver,
+        parts: HubParts,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self.sub = sub
         self.query = query
-        self.settings = settings
-        self.store = store
-        self.metrics = metrics
+        self.parts = parts
+        settings = parts.settings
         self.callback: Callback = parse_callback(sub.callback)
         secret = settings.hub_signing_secret
         self.secret = secret.get_secret_value().encode() if secret is not None else None
         self.poster = Poster(
-            allowed,
+            parts.allowed,
             settings.hub_request_timeout_ms / 1000,
             settings.hub_max_response_bytes,
-            resolve,
+            parts.resolve,
         )
         self.clock, self.rand = clock, rand
         self.failures = Failures(retry_policy(settings))
@@ -125,7 +119,7 @@ class Worker:
     # -- the delivery thread ---------------------------------------------------------------
 
     def _run(self) -> None:
-        consumer = Consumer(clients.hub_cursor(self.settings, self.sub.id))
+        consumer = Consumer(clients.hub_cursor(self.parts.settings, self.sub.id))
         event_type = ""
         last_write = last_backlog = self.clock()
         try:
@@ -144,7 +138,7 @@ class Worker:
                         self.control.wait(1.0)
                     continue
                 now = self.clock()
-                if now - last_write >= self.settings.hub_position_interval_ms / 1000:
+                if now - last_write >= self.parts.settings.hub_position_interval_ms / 1000:
                     self._catch_up(consumer)
                     self._write_positions(self.dirty)
                     last_write = now
@@ -178,11 +172,11 @@ class Worker:
         finally:
             self._catch_up(consumer)
             self._write_positions(self.dirty)
-            self.store.flush()
+            self.parts.store.flush()
             if self.failures.paused:
-                self.metrics.paused.dec()
+                self.parts.metrics.paused.dec()
             with contextlib.suppress(KeyError):
-                self.metrics.backlog.remove(self.sub.id)
+                self.parts.metrics.backlog.remove(self.sub.id)
             self.poster.close()
             consumer.close()
             with self.control:
@@ -217,36 +211,36 @@ class Worker:
             self.callback, listener_path(self.callback, event_type), headers, body
         )
         entity = self.sub.entity_type
-        self.metrics.request_duration.observe(outcome.seconds)
+        self.parts.metrics.request_duration.observe(outcome.seconds)
         if self.failures.retries:
-            self.metrics.retries.labels(entity).inc()
+            self.parts.metrics.retries.labels(entity).inc()
         if outcome.delivered:
-            self.metrics.deliveries.labels(entity, event_type, "delivered").inc()
+            self.parts.metrics.deliveries.labels(entity, event_type, "delivered").inc()
             _kind, stamp = msg.timestamp()
             if stamp > 0:
-                self.metrics.latency.observe(max(0.0, time.time() - stamp / 1000))
+                self.parts.metrics.latency.observe(max(0.0, time.time() - stamp / 1000))
             if self.failures.succeeded():
-                self.metrics.paused.dec()
+                self.parts.metrics.paused.dec()
                 self.paused_since_ms = None
                 log.info("subscription %s resumed: %s answers", self.sub.id, self.sub.callback)
                 self._write_positions(self.held, flush=True)
             self.last_error = None
             return True
-        self.metrics.deliveries.labels(entity, event_type, "failed").inc()
+        self.parts.metrics.deliveries.labels(entity, event_type, "failed").inc()
         if outcome.sent:
-            self.metrics.uncertain.labels(entity).inc()
+            self.parts.metrics.uncertain.labels(entity).inc()
         self.last_error = outcome.error
         step = self.failures.failed(self.clock(), self.rand())
         if step.paused_now:
-            self.metrics.paused.inc()
+            self.parts.metrics.paused.inc()
             self.paused_since_ms = int(time.time() * 1000)
             log.warning(
                 "subscription %s paused: %s has failed for %.0f s (last: %s); probing every %.0f s",
                 self.sub.id,
                 self.sub.callback,
-                self.settings.hub_pause_after_ms / 1000,
+                self.parts.settings.hub_pause_after_ms / 1000,
                 outcome.error,
-                self.settings.hub_probe_interval_ms / 1000,
+                self.parts.settings.hub_probe_interval_ms / 1000,
             )
             self._write_positions(self.held, flush=True)
         with self.control:
@@ -280,7 +274,7 @@ class Worker:
                 self.positions.pop(p, None)
                 self.dirty.discard(p)
         if new:
-            stored = self.store.positions_of(self.sub.id)
+            stored = self.parts.store.positions_of(self.sub.id)
             starts = []
             for p in sorted(new):
                 pos = stored.get((self.sub.topic, p))
@@ -290,7 +284,7 @@ class Worker:
                     self.failures.paused, self.failures.since = True, self.clock()
                     self.paused_since_ms = pos.paused_since_ms
                     self.last_error = pos.last_error
-                    self.metrics.paused.inc()
+                    self.parts.metrics.paused.inc()
                 self.positions[p] = offset
                 starts.append(TopicPartition(self.sub.topic, p, offset))
             consumer.incremental_assign(starts)
@@ -304,7 +298,7 @@ class Worker:
             offset = self.positions.get(p)
             if offset is None:
                 continue
-            self.store.put_position(
+            self.parts.store.put_position(
                 self.sub.id,
                 self.sub.topic,
                 p,
@@ -319,7 +313,7 @@ class Worker:
             self.dirty.discard(p)
             self.touched.add(p)
         if flush:
-            self.store.flush()
+            self.parts.store.flush()
 
     def _publish_backlog(self, consumer: Consumer) -> None:
         self._catch_up(consumer)
@@ -333,4 +327,4 @@ class Worker:
                 continue
             if high >= 0:
                 total += max(0, high - self.positions.get(p, high))
-        self.metrics.backlog.labels(self.sub.id).set(total)
+        self.parts.metrics.backlog.labels(self.sub.id).set(total)

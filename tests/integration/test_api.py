@@ -14,9 +14,7 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from processor.config import Settings
 from processor.dev.broker import EmbeddedBroker
 from processor.dev.synthetic import rfc3339_ms
 from processor.http import HttpServer
+from tests.http_client import Reply, call
 from tests.kafka_helpers import (
     Broker,
     Record,
@@ -174,25 +173,6 @@ def events_by_subject(settings: Settings) -> dict[str, list[Emitted]]:
 # -- HTTP ----------------------------------------------------------------------------------------
 
 
-@dataclass
-class Reply:
-    status: int
-    content_type: str
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def http_get(port: int, path: str) -> Reply:
-    url = f"http://127.0.0.1:{port}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return Reply(resp.status, resp.headers.get("Content-Type", ""), resp.read())
-    except urllib.error.HTTPError as exc:
-        return Reply(exc.code, exc.headers.get("Content-Type", ""), exc.read())
-
-
 def instance_path(key: str, rest: str = "") -> str:
     return f"/instances/{urllib.parse.quote(key, safe='')}{rest}"
 
@@ -213,7 +193,7 @@ class ApiServer:
         self.port = self.http.port
 
     def get(self, path: str) -> Reply:
-        return http_get(self.port, path)
+        return call(self.port, path)
 
     def wait_ready(self, timeout: float = 30) -> None:
         wait_until(
@@ -557,17 +537,17 @@ def test_api_command_serves_the_same_answers(world: World, tmp_path: Path) -> No
         assert isinstance(found, re.Match)
         port = int(found.group(1))
         wait_until(
-            lambda: http_get(port, "/readyz").status == 200,
+            lambda: call(port, "/readyz").status == 200,
             30,
             interval=0.1,
-            message=lambda: f"tmf-events api not ready: {http_get(port, '/readyz').body!r}",
+            message=lambda: f"tmf-events api not ready: {call(port, '/readyz').body!r}",
         )
         for subject, events in world.by_subject.items():
-            latest = http_get(port, instance_path(subject, "/events/latest"))
+            latest = call(port, instance_path(subject, "/events/latest"))
             assert latest.status == 200
             assert latest.json() == world.api.get(instance_path(subject, "/events/latest")).json()
             assert latest.json()["id"] == events[-1].id
-        check_problem(http_get(port, "/instances/nope"), 404, "/instances/{id}")
+        check_problem(call(port, "/instances/nope"), 404, "/instances/{id}")
         proc.terminate()
         assert proc.wait(30) == 0, log_path.read_text()
     finally:
@@ -699,7 +679,7 @@ def test_api_exits_4_when_its_brokers_are_gone_for_good(
         if proc.poll() is not None:
             return True
         listening = "listening" in log_path.read_text(errors="replace")
-        return listening and http_get(fields["http_port"], "/readyz").status == 200
+        return listening and call(fields["http_port"], "/readyz").status == 200
 
     with stopping(proc):
         wait_until(
@@ -709,7 +689,7 @@ def test_api_exits_4_when_its_brokers_are_gone_for_good(
             message=lambda: f"tmf-events api never got ready; log:\n{log_path.read_text()}",
         )
         assert proc.poll() is None, log_path.read_text()
-        assert http_get(fields["http_port"], "/instances/nope").status == 404  # ready: true
+        assert call(fields["http_port"], "/instances/nope").status == 404  # ready: true
 
         noida_private_broker.kill()
         code = exit_within(proc, connect_ms / 1000 + 30)

@@ -18,8 +18,8 @@ from confluent_kafka.admin import AdminClient, ConfigResource  # type: ignore[at
 from processor.config import Settings
 from processor.dev.broker import EmbeddedBroker
 from tests.kafka_helpers import Broker, Record, consume_all, create_topics, wait_until
+from tests.loads import ENDLESS, PacedProducer, synthetic
 from tests.processes import (
-    PacedLoad,
     ProcessorProcess,
     ProcessorThread,
     Send,
@@ -74,7 +74,8 @@ def test_sigterm_commits_what_was_consumed_and_exits_0(
     with proc:
         proc.wait_ready(60)
         # 1. SIGTERM in the middle of a steady load: batches are open all the time.
-        load = PacedLoad(bootstrap, settings.input_topic, 500, seed=66).start()
+        load = PacedProducer(bootstrap, settings.input_topic, synthetic(66, ENDLESS, 300), 500)
+        load.start()
         try:
             wait_until(
                 lambda: sum(max(o, 0) for o in committed().values()) >= 400,
@@ -84,7 +85,7 @@ def test_sigterm_commits_what_was_consumed_and_exits_0(
             )
             assert proc.terminate(30) == 0, proc.log()[-3000:]
         finally:
-            load.stop()
+            load.finish()
     at_stop = committed()
     inputs = read_input(bootstrap, settings.input_topic)
     done = [r for r in inputs if r.offset < at_stop[r.partition]]

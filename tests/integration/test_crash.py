@@ -23,8 +23,8 @@ import pytest
 
 from processor.config import Settings
 from tests.kafka_helpers import Broker, consume_all, create_topics, wait_until
+from tests.loads import ENDLESS, PacedProducer, synthetic
 from tests.processes import (
-    PacedLoad,
     ProcessorProcess,
     committed_offsets,
     end_offsets,
@@ -56,7 +56,8 @@ def _crash_and_check(broker: Broker, name: str, log: Path, rate: float) -> None:
     kills: list[int] = []
     with proc:
         proc.wait_ready(90)
-        load = PacedLoad(bootstrap, settings.input_topic, rate, seed=55).start()
+        load = PacedProducer(bootstrap, settings.input_topic, synthetic(55, ENDLESS, 300), rate)
+        load.start()
         try:
             for _ in range(KILLS):
                 target = committed() + PROGRESS
@@ -71,7 +72,7 @@ def _crash_and_check(broker: Broker, name: str, log: Path, rate: float) -> None:
                 proc.start()
                 proc.wait_ready(90)
         finally:
-            sent = load.stop()
+            sent = load.finish()
         inputs = read_input(bootstrap, settings.input_topic)
         assert len(inputs) == sent
         wait_consumed(bootstrap, name, settings.input_topic, end_offsets(inputs), timeout=120)
@@ -190,7 +191,8 @@ def test_a_second_replica_with_the_same_instance_id_fences_the_first(
     second = ProcessorProcess(fields, tmp_path / "second.log")
     with first, contextlib.ExitStack() as later:
         first.wait_ready(90)
-        load = PacedLoad(bootstrap, settings.input_topic, 300, seed=77).start()
+        load = PacedProducer(bootstrap, settings.input_topic, synthetic(77, ENDLESS, 300), 300)
+        load.start()
         try:
             wait_until(lambda: committed() >= 200, 60, interval=0.1, message="no progress")
             # The "restarted" replica comes back while the old one still runs (a network
@@ -201,7 +203,7 @@ def test_a_second_replica_with_the_same_instance_id_fences_the_first(
             first.close()
             wait_until(lambda: committed() >= 400, 60, interval=0.1, message="the second is stuck")
         finally:
-            sent = load.stop()
+            sent = load.finish()
         inputs = read_input(bootstrap, settings.input_topic)
         assert len(inputs) == sent
         wait_consumed(bootstrap, name, settings.input_topic, end_offsets(inputs))

@@ -35,8 +35,8 @@ from processor.topics import ensure_topics
 from tests.hub_process import RESOURCE_HUB, SERVICE_HUB, HubProcess
 from tests.kafka_helpers import Broker, Record, consume_all, wait_until
 from tests.listeners import Listener, Received
+from tests.loads import ENDLESS, PacedProducer, synthetic
 from tests.processes import (
-    PacedLoad,
     ProcessorThread,
     Send,
     end_offsets,
@@ -280,7 +280,7 @@ def test_listeners_get_exactly_the_matching_events_in_order(stack: Stack) -> Non
     answer_schema = Draft202012Validator(
         orjson.loads(Path(schema_path("v4", "EventSubscription")).read_bytes())
     )
-    listeners = {name: Listener().up() for name in queries}
+    listeners = {name: Listener().start() for name in queries}
     try:
         subs: dict[str, str] = {}
         for name, (hub, query, _) in queries.items():
@@ -317,7 +317,7 @@ def test_listeners_get_exactly_the_matching_events_in_order(stack: Stack) -> Non
 
 def test_a_listener_down_gets_everything_it_missed_in_order(stack: Stack) -> None:
     before = ids_of(stack.events())
-    listener = Listener().up()
+    listener = Listener().start()
     sub = stack.hub.register(f"{listener.url}/cb")
     try:
         stack.changes(history("up", services=2, resources=0))
@@ -342,7 +342,7 @@ def test_a_listener_down_gets_everything_it_missed_in_order(stack: Stack) -> Non
         if LONG:
             threading.Event().wait(30)  # the outage itself, not a synchronisation
 
-        listener.up()
+        listener.start()
         everything = [r for r in new_events(stack, before) if r.topic.endswith("service.events")]
         wait_delivered(stack, listener, everything, timeout=60)
         wait_idle(stack, [sub])
@@ -358,8 +358,8 @@ def test_a_listener_down_gets_everything_it_missed_in_order(stack: Stack) -> Non
 
 def test_a_hanging_listener_does_not_hold_back_the_others(stack: Stack) -> None:
     before = ids_of(stack.events())
-    fast = [Listener().up(), Listener().up()]
-    hanging = Listener().up()
+    fast = [Listener().start(), Listener().start()]
+    hanging = Listener().start()
     hanging.hang()
     subs = [stack.hub.register(f"{x.url}/cb") for x in [*fast, hanging]]
     try:
@@ -396,7 +396,7 @@ def test_a_hanging_listener_does_not_hold_back_the_others(stack: Stack) -> None:
 
 def test_unregister_stops_delivery(stack: Stack) -> None:
     before = ids_of(stack.events())
-    leaving, staying = Listener().up(), Listener().up()
+    leaving, staying = Listener().start(), Listener().start()
     gone = stack.hub.register(f"{leaving.url}/cb")
     kept = stack.hub.register(f"{staying.url}/cb")
     try:
@@ -465,17 +465,18 @@ def test_hub_killed_mid_delivery_loses_nothing(
     noida_broker: Broker, unique_name: UniqueName, tmp_path: Path
 ) -> None:
     s = start_stack(noida_broker, unique_name("hub-kill"), tmp_path)
-    listener = Listener().up()
-    load: PacedLoad | None = None
+    listener = Listener().start()
+    load: PacedProducer | None = None
     try:
         s.hub.register(f"{listener.url}/cb")  # before any event: all of them are due
-        load = PacedLoad(s.bootstrap, s.settings.input_topic, rate=150, seed=14, keys=40).start()
+        load = PacedProducer(s.bootstrap, s.settings.input_topic, synthetic(14, ENDLESS, 40), 150)
+        load.start()
         wait_until(lambda: len(listener.requests()) >= 60, 60, 0.05, "no deliveries")
         s.hub.kill()  # SIGKILL in the middle of the deliveries
         killed_at = len(listener.requests())
         s.hub.start().wait_ready()
         wait_until(lambda: len(listener.requests()) >= killed_at + 60, 60, 0.05, "no more")
-        load.stop()
+        load.finish()
         load = None
         ends = end_offsets(read_input(s.bootstrap, s.settings.input_topic))
         wait_consumed(s.bootstrap, s.name, s.settings.input_topic, ends)
@@ -496,7 +497,7 @@ def test_two_replicas_share_the_partitions_and_hand_them_over(stack: Stack, tmp_
     # Dynamic membership (as in the chart): SIGTERM leaves the group at once.
     fields = {**stack.fields, "instance_id": "replica-1", "static_membership": False}
     second = HubProcess(fields, tmp_path / "second.log")
-    listener = Listener().up()
+    listener = Listener().start()
     sub = stack.hub.register(f"{listener.url}/cb")
     try:
         second.start().wait_ready()

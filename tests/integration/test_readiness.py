@@ -11,9 +11,7 @@ instance continues its version chain instead of creating it anew.
 
 from __future__ import annotations
 
-import json
 import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -25,6 +23,7 @@ from processor.dev.synthetic import rfc3339_ms
 from processor.http import HttpServer
 from processor.state.codec import encode_state
 from processor.state.model import State
+from tests.http_client import call
 from tests.kafka_helpers import Broker, Record, consume_all, create_topics, produce, wait_until
 from tests.processes import ProcessorThread, Send, processor_fields, send, wait_consumed
 
@@ -90,15 +89,11 @@ class Probe:
 
 
 def _get(port: int, path: str) -> Probe:
-    url = f"http://127.0.0.1:{port}{path}"
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            status, body = resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        status, body = exc.code, exc.read()
+        reply = call(port, path, timeout=5)
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         return Probe(None, str(exc))
-    return Probe(status, str(json.loads(body).get("detail", "")))
+    return Probe(reply.status, str(reply.json().get("detail", "")))
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@
     ...clients connect to proxy.address...
     proxy.cut()      # reset every connection, refuse new ones (the port stops listening)
     proxy.resume()   # listen again on the same port
-    proxy.stop()
+    proxy.close()
 
 Threads, no asyncio: one thread accepts, one thread per direction of each connection pumps
 bytes. A cut resets the connections (SO_LINGER 0: the peers see a RST, as when a broker host
@@ -17,8 +17,9 @@ import contextlib
 import socket
 import struct
 import threading
-from types import TracebackType
 from typing import Self
+
+from processor.dev.running import Running
 
 HOST = "127.0.0.1"
 _CHUNK = 65536
@@ -76,7 +77,7 @@ class _Pair:
                     sock.close()
 
 
-class TcpProxy:
+class TcpProxy(Running):
     """Forwards 127.0.0.1:`port` to `target`; `cut()` / `resume()` make and end an outage."""
 
     def __init__(self, target: tuple[str, int], port: int = 0) -> None:
@@ -180,18 +181,7 @@ class TcpProxy:
         """Listen again on the same port."""
         self._listen()
 
-    def stop(self) -> None:
+    def close(self) -> None:
         if self._listener is not None:
             self._stop_listening()
         self._reset_all()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

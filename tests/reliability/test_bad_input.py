@@ -36,16 +36,9 @@ from processor.config import Settings
 from processor.dev.synthetic import Generator, Mix, rfc3339_ms
 from tests.history import ERROR
 from tests.kafka_helpers import Broker, Record, create_topics
+from tests.loads import PacedProducer
 from tests.processes import ProcessorProcess, Send, processor_fields
-from tests.reliability.harness import (
-    PROFILE,
-    PacedProducer,
-    assert_no_traceback,
-    closing,
-    drain,
-    history,
-    pick,
-)
+from tests.reliability import harness
 
 UniqueName = Callable[[str], str]
 
@@ -208,14 +201,14 @@ def test_bad_input_is_dead_lettered_and_never_stops_the_processor(
     )
     settings = Settings(**fields)
     create_topics(bootstrap, {settings.input_topic: PARTITIONS})
-    good = pick(2_000, 10_000)
+    good = harness.pick(2_000, 10_000)
     # Near now: records older than the topic's retention would be deleted at once.
     start_ms = int(time.time() * 1000) - 3_600_000
     proc = ProcessorProcess(fields, tmp_path / "processor.log")
     load = PacedProducer(
-        bootstrap, settings.input_topic, mixed_input(good, pick(500, 2_000), start_ms), 500
+        bootstrap, settings.input_topic, mixed_input(good, harness.pick(500, 2_000), start_ms), 500
     )
-    with closing(proc):
+    with harness.closing(proc):
         proc.start()
         proc.wait_ready(120)
         pid = proc.pid
@@ -225,16 +218,15 @@ def test_bad_input_is_dead_lettered_and_never_stops_the_processor(
         finally:
             load.stop()
         assert proc.alive and proc.pid == pid, proc.log()[-4000:]
-        inputs = drain(bootstrap, settings, sent, timeout=300)
+        inputs = harness.drain(bootstrap, settings, sent, timeout=300)
         # Never restarted: the same process all along, alive and ready at the end.
         assert proc.starts == 1 and proc.pid == pid
         assert proc.alive, f"exited with {proc.returncode()}: {proc.log()[-4000:]}"
         assert proc.ready(), proc.readyz()
         assert proc.terminate(120) == 0, proc.log()[-4000:]
 
-    report, output, expectation = history(
-        bootstrap, settings, inputs, f"bad input 1:10 on {noida_broker.kind} ({PROFILE} profile)"
-    )
+    title = f"bad input 1:10 on {noida_broker.kind}"
+    report, output, expectation = harness.history(bootstrap, settings, inputs, title)
     # Per kind: records sent, dead-lettered, with the right reason; events replay expects.
     letters: dict[tuple[int, int], list[Record]] = {}
     for letter in output:
@@ -272,4 +264,4 @@ def test_bad_input_is_dead_lettered_and_never_stops_the_processor(
         f"good records with binary headers emitted nothing\n{text}"
     )
     report.assert_exact(allow_copies=False)
-    assert_no_traceback(proc)
+    harness.assert_no_traceback(proc)

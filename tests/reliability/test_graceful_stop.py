@@ -15,19 +15,9 @@ from random import Random
 
 from processor.config import Settings
 from tests.kafka_helpers import Broker, create_topics
+from tests.loads import PacedProducer, synthetic
 from tests.processes import ProcessorProcess, processor_fields
-from tests.reliability.harness import (
-    PROFILE,
-    PacedProducer,
-    assert_no_traceback,
-    closing,
-    committed_total,
-    drain,
-    history,
-    pick,
-    synthetic,
-    wait_progress,
-)
+from tests.reliability import harness
 
 UniqueName = Callable[[str], str]
 
@@ -40,9 +30,9 @@ def test_sigterm_under_load_exits_0_and_loses_nothing(
 ) -> None:
     bootstrap = noida_broker.bootstrap_servers
     name = unique_name("rel-term")
-    stops = pick(2, 8)
+    stops = harness.pick(2, 8)
     rate = 300
-    records = pick(4_000, 30_000)
+    records = harness.pick(4_000, 30_000)
     # With snapshots: every restart after a stop loads them and replays only the changelog
     # after them, and must still lose nothing and copy nothing.
     fields = processor_fields(
@@ -56,38 +46,34 @@ def test_sigterm_under_load_exits_0_and_loses_nothing(
     proc = ProcessorProcess(fields, tmp_path / "processor.log")
     load = PacedProducer(bootstrap, settings.input_topic, synthetic(SEED, records, 2_000), rate)
     stopped_at: list[str] = []
-    with closing(proc):
+    with harness.closing(proc):
         proc.start()
         proc.wait_ready(120)
         load.start()
         try:
             for target in targets:
-                wait_progress(
+                harness.wait_progress(
                     bootstrap, name, settings.input_topic, PARTITIONS, target, 300, [proc]
                 )
                 code = proc.terminate(120)
                 assert code == 0, f"SIGTERM under load: exit {code}\n{proc.log()[-4000:]}"
-                after = committed_total(bootstrap, name, settings.input_topic, PARTITIONS)
+                after = harness.committed_total(bootstrap, name, settings.input_topic, PARTITIONS)
                 stopped_at.append(f"{target}->{after}")
                 proc.start()
                 proc.wait_ready(180)
             sent = load.wait(600)
         finally:
             load.stop()
-        inputs = drain(bootstrap, settings, sent, timeout=600, alive=[proc])
+        inputs = harness.drain(bootstrap, settings, sent, timeout=600, alive=[proc])
         assert proc.terminate(120) == 0, proc.log()[-4000:]
     log = proc.log()
-    report, _, _ = history(
-        bootstrap,
-        settings,
-        inputs,
-        f"SIGTERM x{stops} under load on {noida_broker.kind} ({PROFILE} profile)",
-        notes=[
-            f"stopped at committed (target->after exit) {stopped_at}",
-            f"'stopped cleanly' logged {log.count('stopped cleanly')} times",
-        ],
-    )
+    title = f"SIGTERM x{stops} under load on {noida_broker.kind}"
+    notes = [
+        f"stopped at committed (target->after exit) {stopped_at}",
+        f"'stopped cleanly' logged {log.count('stopped cleanly')} times",
+    ]
+    report, _, _ = harness.history(bootstrap, settings, inputs, title, notes=notes)
     report.assert_exact(allow_copies=False)
     assert log.count("stopped cleanly") == stops + 1, log[-4000:]
     assert log.count("loaded; replaying") >= stops, "no restart started from its snapshots"
-    assert_no_traceback(proc)
+    harness.assert_no_traceback(proc)

@@ -22,18 +22,9 @@ import pytest
 
 from processor.config import Settings
 from tests.kafka_helpers import Broker, create_topics
+from tests.loads import PacedProducer, synthetic
 from tests.processes import ProcessorProcess, processor_fields
-from tests.reliability.harness import (
-    PROFILE,
-    PacedProducer,
-    assert_no_traceback,
-    closing,
-    drain,
-    history,
-    pick,
-    synthetic,
-    wait_progress,
-)
+from tests.reliability import harness
 
 UniqueName = Callable[[str], str]
 
@@ -57,13 +48,13 @@ def _crash_cycles(
     proc = ProcessorProcess(fields, tmp_path / "processor.log")
     killed_at: list[int] = []
     load = PacedProducer(bootstrap, settings.input_topic, synthetic(SEED, records, keys), rate)
-    with closing(proc):
+    with harness.closing(proc):
         proc.start()
         proc.wait_ready(120)
         load.start()
         try:
             for target in targets:
-                done = wait_progress(
+                done = harness.wait_progress(
                     bootstrap, name, settings.input_topic, PARTITIONS, target, 300, [proc]
                 )
                 assert proc.kill() == -9
@@ -73,18 +64,14 @@ def _crash_cycles(
             sent = load.wait(600)
         finally:
             load.stop()
-        inputs = drain(bootstrap, settings, sent, timeout=600)
+        inputs = harness.drain(bootstrap, settings, sent, timeout=600)
         assert proc.terminate(120) == 0, proc.log()[-4000:]
-    report, _, _ = history(
-        bootstrap,
-        settings,
-        inputs,
-        f"kill -9 x{kills} on {broker.kind} ({PROFILE} profile)",
-        notes=[f"killed at committed {killed_at}", f"{keys} keys, {PARTITIONS} partitions"],
-    )
+    title = f"kill -9 x{kills} on {broker.kind}"
+    notes = [f"killed at committed {killed_at}", f"{keys} keys, {PARTITIONS} partitions"]
+    report, _, _ = harness.history(bootstrap, settings, inputs, title, notes=notes)
     report.assert_exact(allow_copies=not broker.hides_aborted_transactions)
     assert report.expected_events > 0
-    assert_no_traceback(proc)
+    harness.assert_no_traceback(proc)
 
 
 def test_kill9_during_load_exactly_once_noida(
@@ -94,10 +81,10 @@ def test_kill9_during_load_exactly_once_noida(
         noida_broker,
         unique_name("rel-kill9"),
         tmp_path,
-        records=pick(5_000, 100_000),
-        kills=pick(3, 20),
-        keys=pick(2_000, 20_000),
-        rate=pick(400, 800),
+        records=harness.pick(5_000, 100_000),
+        kills=harness.pick(3, 20),
+        keys=harness.pick(2_000, 20_000),
+        rate=harness.pick(400, 800),
     )
 
 
@@ -110,8 +97,8 @@ def test_kill9_during_load_no_loss_tansu(
         tansu_broker,
         unique_name("rel-kill9"),
         tmp_path,
-        records=pick(2_000, 100_000),
-        kills=pick(2, 20),
-        keys=pick(500, 20_000),
-        rate=pick(80, 500),
+        records=harness.pick(2_000, 100_000),
+        kills=harness.pick(2, 20),
+        keys=harness.pick(500, 20_000),
+        rate=harness.pick(80, 500),
     )

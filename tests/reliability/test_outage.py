@@ -36,8 +36,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -46,21 +44,11 @@ import pytest
 
 from processor.config import Settings
 from processor.dev.broker import BrokerNotInstalledError, EmbeddedBroker
+from tests.http_client import call
 from tests.kafka_helpers import create_topics
+from tests.loads import PacedProducer, synthetic
 from tests.processes import ProcessorProcess, processor_fields
-from tests.reliability.harness import (
-    PROFILE,
-    AdvertisedTansu,
-    PacedProducer,
-    ReplicaDiedError,
-    assert_no_traceback,
-    closing,
-    drain,
-    history,
-    pick,
-    synthetic,
-    wait_progress,
-)
+from tests.reliability import harness
 from tests.reliability.proxy import TcpProxy
 
 UniqueName = Callable[[str], str]
@@ -70,7 +58,7 @@ SEED = 640
 RATE = 200
 # After the outage new input must be committed within this (or the replica exit 3, which
 # its watchdog makes it do after 90 s stuck).
-RESUME_TIMEOUT_S = pick(150, 240)
+RESUME_TIMEOUT_S = harness.pick(150, 240)
 FATAL_EXIT = 3  # the processor's exit code when fenced or stuck (processor/cli.py)
 T = TypeVar("T")
 
@@ -81,12 +69,10 @@ class ProcessorBugError(AssertionError):
 
 def _healthz(proc: ProcessorProcess) -> str:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{proc.port}/healthz", timeout=5) as r:
-            return f"{r.status} {r.read()[:200]!r}"
-    except urllib.error.HTTPError as exc:
-        return f"{exc.code} {exc.read()[:200]!r}"
+        reply = call(proc.port, "/healthz", timeout=5)
     except OSError as exc:
         return repr(exc)
+    return f"{reply.status} {reply.body[:200]!r}"
 
 
 def _stack(proc: ProcessorProcess) -> str:
@@ -119,9 +105,9 @@ def _outage_run(
     allow_copies: bool,
     load_config: dict[str, object] | None = None,
 ) -> None:
-    outage_s = pick(10.0, 30.0)
+    outage_s = harness.pick(10.0, 30.0)
     # Enough records that the load runs before, during and after the outage.
-    records = int(RATE * (outage_s + pick(15, 45)))
+    records = int(RATE * (outage_s + harness.pick(15, 45)))
     fields = processor_fields(bootstrap, name, instance_id="outage-0")
     settings = Settings(**fields)
     create_topics(bootstrap, {settings.input_topic: PARTITIONS})
@@ -137,7 +123,7 @@ def _outage_run(
         while True:
             try:
                 return step()
-            except ReplicaDiedError as exc:
+            except harness.ReplicaDiedError as exc:
                 code = proc.returncode()
                 if code != FATAL_EXIT or restarts:
                     raise ProcessorBugError(
@@ -149,12 +135,12 @@ def _outage_run(
                 proc.start()
                 proc.wait_ready(180)
 
-    with closing(proc):
+    with harness.closing(proc):
         proc.start()
         proc.wait_ready(120)
         load.start()
         try:
-            before = wait_progress(
+            before = harness.wait_progress(
                 bootstrap, name, settings.input_topic, PARTITIONS, records // 4, 300, [proc]
             )
             what = cut()
@@ -166,7 +152,7 @@ def _outage_run(
 
             def resumed() -> int:
                 try:
-                    return wait_progress(
+                    return harness.wait_progress(
                         bootstrap,
                         name,
                         settings.input_topic,
@@ -175,7 +161,7 @@ def _outage_run(
                         RESUME_TIMEOUT_S,
                         [proc],
                     )
-                except ReplicaDiedError:
+                except harness.ReplicaDiedError:
                     raise
                 except AssertionError as exc:
                     raise ProcessorBugError(
@@ -187,30 +173,28 @@ def _outage_run(
 
             supervised(resumed)
             sent = load.wait(600)
-            inputs = supervised(lambda: drain(bootstrap, settings, sent, timeout=600, alive=[proc]))
+            inputs = supervised(
+                lambda: harness.drain(bootstrap, settings, sent, timeout=600, alive=[proc])
+            )
         finally:
             load.stop()
         assert proc.starts == 1 + len(restarts)
         assert proc.ready(), proc.readyz()
         assert proc.terminate(120) == 0, proc.log()[-4000:]
-    report, _, _ = history(
-        bootstrap,
-        settings,
-        inputs,
-        f"{title}, {outage:.0f} s ({PROFILE} profile)",
-        notes=[
-            f"cut at committed {before}: {what}",
-            "resumed in the same process"
-            if not restarts
-            else f"exited 3 after the outage, restarted once as an orchestrator would: {restarts}",
-        ],
-    )
+    title = f"{title}, {outage:.0f} s"
+    notes = [
+        f"cut at committed {before}: {what}",
+        "resumed in the same process"
+        if not restarts
+        else f"exited 3 after the outage, restarted once as an orchestrator would: {restarts}",
+    ]
+    report, _, _ = harness.history(bootstrap, settings, inputs, title, notes=notes)
     report.assert_exact(allow_copies=allow_copies)
-    assert_no_traceback(proc)
+    harness.assert_no_traceback(proc)
 
 
 def test_proxy_outage_tansu(embedded_only: None, unique_name: UniqueName, tmp_path: Path) -> None:
-    tansu = AdvertisedTansu(tmp_path / "tansu.log")
+    tansu = harness.AdvertisedTansu(tmp_path / "tansu.log")
     proxy = TcpProxy(("127.0.0.1", tansu.port)).start()
     try:
         tansu.start(proxy.address)
@@ -230,7 +214,7 @@ def test_proxy_outage_tansu(embedded_only: None, unique_name: UniqueName, tmp_pa
             allow_copies=True,
         )
     finally:
-        proxy.stop()
+        proxy.close()
         tansu.stop()
 
 

@@ -20,19 +20,9 @@ from pathlib import Path
 
 from processor.config import Settings
 from tests.kafka_helpers import Broker, create_topics, wait_until
+from tests.loads import PacedProducer, synthetic
 from tests.processes import ProcessorProcess, processor_fields
-from tests.reliability.harness import (
-    PROFILE,
-    PacedProducer,
-    assert_no_traceback,
-    closing,
-    committed_total,
-    drain,
-    history,
-    pick,
-    synthetic,
-    wait_progress,
-)
+from tests.reliability import harness
 
 UniqueName = Callable[[str], str]
 
@@ -56,7 +46,7 @@ def test_scale_1_3_1_under_load(
 ) -> None:
     bootstrap = tansu_broker.bootstrap_servers
     name = unique_name("rel-scale")
-    rounds = pick(1, 3)
+    rounds = harness.pick(1, 3)
     rate = 150
     # The load runs until the last step is done (each Tansu rebalance waits out a timeout).
     records = rate * 3600
@@ -75,10 +65,12 @@ def test_scale_1_3_1_under_load(
     steps: list[str] = []
 
     def progress(step: int, alive: list[ProcessorProcess]) -> None:
-        done = committed_total(bootstrap, name, settings.input_topic, PARTITIONS)
-        wait_progress(bootstrap, name, settings.input_topic, PARTITIONS, done + step, 600, alive)
+        done = harness.committed_total(bootstrap, name, settings.input_topic, PARTITIONS)
+        harness.wait_progress(
+            bootstrap, name, settings.input_topic, PARTITIONS, done + step, 600, alive
+        )
 
-    with closing(*replicas):
+    with harness.closing(*replicas):
         first.start()
         first.wait_ready(180)
         load.start()
@@ -112,15 +104,11 @@ def test_scale_1_3_1_under_load(
             sent = load.finish()
         finally:
             load.stop()
-        inputs = drain(bootstrap, settings, sent, timeout=600, alive=[first])
+        inputs = harness.drain(bootstrap, settings, sent, timeout=600, alive=[first])
         assert first.starts == 1 and first.alive
         assert first.terminate(120) == 0, first.log()[-4000:]
-    report, _, _ = history(
-        bootstrap,
-        settings,
-        inputs,
-        f"scaling 1 -> 3 -> 1 x{rounds} on {tansu_broker.kind} ({PROFILE} profile)",
-        notes=steps,
-    )
+    title = f"scaling 1 -> 3 -> 1 x{rounds} on {tansu_broker.kind}"
+    notes = steps
+    report, _, _ = harness.history(bootstrap, settings, inputs, title, notes=notes)
     report.assert_exact(allow_copies=not tansu_broker.hides_aborted_transactions)
-    assert_no_traceback(*replicas)
+    harness.assert_no_traceback(*replicas)

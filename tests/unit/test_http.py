@@ -6,42 +6,32 @@ Each test starts a real server on a free 127.0.0.1 port and talks to it with url
 
 from __future__ import annotations
 
-import json
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 
 from processor.http import Handler, HttpServer, Response, json_response, problem
+from tests.http_client import Reply, call
 
 PROBLEM_JSON = "application/problem+json"
 
 
-@dataclass
-class Reply:
-    status: int
-    content_type: str
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def json(self) -> object:
-        return json.loads(self.body)
-
-
-def get(port: int, path: str, timeout: float = 10) -> Reply:
-    url = f"http://127.0.0.1:{port}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return Reply(
-                resp.status, resp.headers.get("Content-Type", ""), resp.read(), dict(resp.headers)
-            )
-    except urllib.error.HTTPError as exc:
-        return Reply(exc.code, exc.headers.get("Content-Type", ""), exc.read(), dict(exc.headers))
+def problem_body(reply: Reply, status: int, title: str) -> dict[str, Any]:
+    """The body of a problem+json answer, checked for its status and title."""
+    assert reply.status == status
+    assert reply.content_type == PROBLEM_JSON
+    body = reply.json()
+    assert isinstance(body, dict)
+    assert body["status"] == status
+    assert body["title"] == title
+    return body
 
 
 @dataclass
@@ -105,7 +95,7 @@ def test_metrics_are_the_prometheus_exposition_of_the_registry(
 ) -> None:
     server = serve()
     assert server.port > 0
-    reply = get(server.port, "/metrics")
+    reply = call(server.port, "/metrics")
     assert reply.status == 200
     assert reply.content_type == CONTENT_TYPE_LATEST
     assert reply.content_type.startswith("text/plain; version=")
@@ -122,10 +112,10 @@ def test_metrics_follow_the_registry_between_scrapes(
     serve: Callable[..., HttpServer], requests: Counter
 ) -> None:
     server = serve()
-    before = get(server.port, "/metrics").body.decode()
+    before = call(server.port, "/metrics").body.decode()
     assert 'unit_http_requests_total{kind="b"}' not in before
     requests.labels("b").inc()
-    after = get(server.port, "/metrics").body.decode()
+    after = call(server.port, "/metrics").body.decode()
     assert 'unit_http_requests_total{kind="b"} 1.0' in after
 
 
@@ -139,9 +129,9 @@ def test_metrics_and_probes_are_served_even_with_a_fallback(
         return problem(418, "Teapot", path)
 
     server = serve(fallback=fallback)
-    assert get(server.port, "/metrics").status == 200
-    assert get(server.port, "/healthz").status == 200
-    assert get(server.port, "/readyz").status == 200
+    assert call(server.port, "/metrics").status == 200
+    assert call(server.port, "/healthz").status == 200
+    assert call(server.port, "/readyz").status == 200
     assert seen == []
 
 
@@ -154,19 +144,19 @@ def test_probe_answers_follow_the_callable(serve: Callable[..., HttpServer], pat
     probe, other = (health, readiness) if path == "/healthz" else (readiness, health)
     server = serve(health=health, readiness=readiness)
 
-    ok = get(server.port, path)
+    ok = call(server.port, path)
     assert ok.status == 200
     assert ok.content_type == "application/json"
     assert ok.json() == {"status": "ok", "detail": probe.detail}
 
     probe.ok, probe.detail = False, "restoring partitions [0, 1]"
-    fail = get(server.port, path)
+    fail = call(server.port, path)
     assert fail.status == 503
     assert fail.content_type == "application/json"
     assert fail.json() == {"status": "fail", "detail": "restoring partitions [0, 1]"}
 
     probe.ok = True
-    assert get(server.port, path).status == 200
+    assert call(server.port, path).status == 200
     assert probe.calls == 3
     assert other.calls == 0  # each path asks its own callable
 
@@ -174,7 +164,7 @@ def test_probe_answers_follow_the_callable(serve: Callable[..., HttpServer], pat
 def test_query_strings_do_not_change_the_probe_route(serve: Callable[..., HttpServer]) -> None:
     readiness = Probe(ok=False, detail="waiting")
     server = serve(readiness=readiness)
-    reply = get(server.port, "/readyz?verbose=1")
+    reply = call(server.port, "/readyz?verbose=1")
     assert reply.status == 503
     assert reply.json() == {"status": "fail", "detail": "waiting"}
 
@@ -186,11 +176,11 @@ def test_a_failing_probe_gives_500_and_the_server_keeps_serving(
         raise RuntimeError("probe exploded")
 
     server = serve(health=broken)
-    reply = get(server.port, "/healthz")
+    reply = call(server.port, "/healthz")
     assert reply.status == 500
     assert reply.content_type == PROBLEM_JSON
-    assert reply.json()["status"] == 500  # type: ignore[index]
-    assert get(server.port, "/readyz").status == 200
+    assert reply.json()["status"] == 500
+    assert call(server.port, "/readyz").status == 200
 
 
 # -- unknown paths and the fallback -------------------------------------------------------------
@@ -201,13 +191,7 @@ def test_unknown_path_without_fallback_is_404_problem_json(
     serve: Callable[..., HttpServer], path: str
 ) -> None:
     server = serve()
-    reply = get(server.port, path)
-    assert reply.status == 404
-    assert reply.content_type == PROBLEM_JSON
-    body = reply.json()
-    assert isinstance(body, dict)
-    assert body["status"] == 404
-    assert body["title"] == "Not Found"
+    body = problem_body(call(server.port, path), 404, "Not Found")
     assert body["type"] == "about:blank"
     assert path in body["detail"]
 
@@ -220,7 +204,7 @@ def test_fallback_gets_the_path_and_parsed_query(serve: Callable[..., HttpServer
         return json_response(200, {"path": path}, "application/cloudevents+json")
 
     server = serve(fallback=fallback)
-    reply = get(server.port, "/instances/a%2Fb/events?limit=2&limit=3&x=y")
+    reply = call(server.port, "/instances/a%2Fb/events?limit=2&limit=3&x=y")
     assert reply.status == 200
     assert reply.content_type == "application/cloudevents+json"
     assert reply.json() == {"path": "/instances/a%2Fb/events"}
@@ -237,20 +221,15 @@ def test_fallback_exception_is_500_problem_json_and_server_survives(
 
     server = serve(fallback=fallback)
     with caplog.at_level("ERROR", logger="processor.http"):
-        reply = get(server.port, "/boom")
-    assert reply.status == 500
-    assert reply.content_type == PROBLEM_JSON
-    body = reply.json()
-    assert isinstance(body, dict)
-    assert body["status"] == 500
-    assert body["title"] == "Internal Server Error"
+        reply = call(server.port, "/boom")
+    problem_body(reply, 500, "Internal Server Error")
     assert "secret internals" not in reply.body.decode()  # details stay in the log
     assert any("/boom" in r.getMessage() and r.exc_info for r in caplog.records)
 
     for _ in range(3):  # the server and its other routes still answer
-        assert get(server.port, "/fine").status == 200
-        assert get(server.port, "/healthz").status == 200
-        assert get(server.port, "/boom").status == 500
+        assert call(server.port, "/fine").status == 200
+        assert call(server.port, "/healthz").status == 200
+        assert call(server.port, "/boom").status == 500
 
 
 def test_a_slow_request_does_not_block_others(serve: Callable[..., HttpServer]) -> None:
@@ -264,13 +243,13 @@ def test_a_slow_request_does_not_block_others(serve: Callable[..., HttpServer]) 
 
     server = serve(fallback=fallback)
     slow: list[Reply] = []
-    worker = threading.Thread(target=lambda: slow.append(get(server.port, "/slow", timeout=60)))
+    worker = threading.Thread(target=lambda: slow.append(call(server.port, "/slow", timeout=60)))
     worker.start()
     try:
         assert entered.wait(30), "the slow request never reached the handler"
         # While /slow is held inside its handler, other requests are answered.
-        assert get(server.port, "/healthz").status == 200
-        assert get(server.port, "/metrics").status == 200
+        assert call(server.port, "/healthz").status == 200
+        assert call(server.port, "/metrics").status == 200
         assert not slow
     finally:
         release.set()
@@ -281,7 +260,7 @@ def test_a_slow_request_does_not_block_others(serve: Callable[..., HttpServer]) 
 def test_stop_closes_the_port(registry: CollectorRegistry) -> None:
     server = HttpServer(0, registry, Probe(), Probe(), host="127.0.0.1").start()
     port = server.port
-    assert get(port, "/healthz").status == 200
+    assert call(port, "/healthz").status == 200
     server.stop()
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)

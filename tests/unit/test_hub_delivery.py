@@ -179,14 +179,14 @@ def test_a_listener_that_is_down_is_a_failure_before_anything_was_sent() -> None
 
 
 def test_a_restarted_listener_gets_the_next_post_on_a_new_connection() -> None:
-    listener = Listener().up()
+    listener = Listener().start()
     try:
         callback, _ = check_callback(listener.url, LOCAL, local_resolver)
         p = poster()
         assert p.post(callback, "/listener/a", [], b"1").delivered
         listener.down()
         assert not p.post(callback, "/listener/a", [], b"2").delivered
-        listener.up()
+        listener.start()
         assert p.post(callback, "/listener/a", [], b"3").delivered
         assert [r.body for r in listener.requests()] == [b"1", b"3"]
     finally:

@@ -4,8 +4,6 @@ HTTP server: TMF shapes (validated against the shipped schemas), statuses, Locat
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,10 +16,10 @@ from processor.http import HttpServer
 from processor.hub.callbacks import parse_allowed_hosts
 from processor.hub.metrics import HubMetrics
 from processor.hub.model import Position, Subscription
+from processor.hub.parts import HubParts
 from processor.hub.routes import HubRoutes, delivery_document, schema_path
-
-SERVICE_HUB = "/tmf-api/serviceInventoryManagement/v4/hub"
-RESOURCE_HUB = "/tmf-api/resourceInventoryManagement/v4/hub"
+from tests.http_client import call
+from tests.hub_process import RESOURCE_HUB, SERVICE_HUB
 
 
 class MemoryStore:
@@ -61,12 +59,15 @@ class Hub:
         self.store = MemoryStore()
         self.forgotten: list[str] = []
         self.pokes = 0
-        routes = HubRoutes(
+        parts = HubParts(
             settings,
             self.store,  # type: ignore[arg-type]
             HubMetrics(),
             parse_allowed_hosts(settings.hub_allowed_callback_hosts),
             lambda host, port: ["127.0.0.1"] if host == "localhost" else ["93.184.216.34"],
+        )
+        routes = HubRoutes(
+            parts,
             {settings.service_topic: 2, settings.resource_topic: 3},
             forget=self.forgotten.append,
             poke=self._poke,
@@ -87,15 +88,8 @@ class Hub:
         self, method: str, path: str, body: Any = None, raw: bytes | None = None
     ) -> tuple[int, dict[str, str], Any]:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.server.port}{path}", data=data, method=method
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                status, headers, text = response.status, dict(response.headers), response.read()
-        except urllib.error.HTTPError as exc:
-            status, headers, text = exc.code, dict(exc.headers), exc.read()
-        return status, headers, json.loads(text) if text else None
+        reply = call(self.server.port, path, method, data)
+        return reply.status, reply.headers, reply.json() if reply.body else None
 
 
 @pytest.fixture

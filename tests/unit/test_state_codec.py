@@ -82,21 +82,8 @@ def test_round_trip_through_own_codec(state: State) -> None:
 
 @pytest.mark.parametrize("value", BOUNDARIES)
 def test_boundary_longs_in_every_long_field(value: int) -> None:
-    state = State(
-        entity_type="service",
-        version=value,
-        hash=b"\x01" * 16,
-        attr_names="",
-        attr_digests=b"",
-        deleted=False,
-        observed_at=value,
-        offset=value,
-        href=None,
-        at_type=None,
-        last_event_id=None,
-        last_event_type=None,
-        last_event_time=None,
-    )
+    bare = dict.fromkeys(("href", "at_type", "last_event_id", "last_event_type", "last_event_time"))
+    state = replace(_simple_state(), version=value, observed_at=value, offset=value, **bare)
     assert encode_state(state) == fastavro_encode(state)
     assert decode_state(encode_state(state)) == state
 
