@@ -95,8 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--changelog-compression",
-        default="none",
-        help="compression.type of the changelog prefill (default none, as the processor writes)",
+        default="lz4",
+        help="compression.type of the changelog prefill (default lz4, as the processor writes)",
     )
     p.add_argument("--broker", choices=["noida", "tansu"], default="noida", help="embedded one")
     p.add_argument("--bootstrap-servers", help="use this broker instead of an embedded one")

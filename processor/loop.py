@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from processor import clients, native, positions
 from processor.config import Settings
@@ -58,6 +58,7 @@ class Processor:
         self.store = self.task.store
         self.assigned: set[int] = set()
         self.restoring: set[int] = set()
+        self.reseek: set[int] = set()  # restored, waiting for the client to take a seek
         self.ever_assigned = False
         self.heartbeat = time.monotonic()
         self.next_lag_update = 0.0
@@ -145,13 +146,17 @@ class Processor:
         while not self.stop_event.is_set():
             self._beat()
             if self.restoring:
-                for p in self.restorer.step():
+                for p in [*self.restorer.step(), *sorted(self.reseek)]:
                     self._restored(p)
             if task.records:
                 timeout = max(0.0, self.batch_started + interval - time.monotonic())
+                msgs = self.consumer.consume(s.max_batch - task.records, timeout)
             else:
-                timeout = 0.01 if self.restoring else 0.2
-            msgs = self.consumer.consume(s.max_batch - task.records, timeout)
+                # consume() waits for all it asks for or the timeout: the batch opens with
+                # the first record, with what is fetched already, not after a full wait.
+                msgs = self.consumer.consume(1, 0.01 if self.restoring else 0.2)
+                if msgs:
+                    msgs += self.consumer.consume(s.max_batch - 1, 0)
             try:
                 self._process(msgs)
             except AbortBatch as exc:
@@ -250,13 +255,23 @@ class Processor:
 
     def _restored(self, p: int) -> None:
         assert self.consumer is not None
-        self.restoring.discard(p)
         if p not in self.assigned:
+            self.restoring.discard(p)
             return
         start, where, reset = positions.resume_point(self.consumer, self.input, p)
+        try:
+            self.consumer.seek(TopicPartition(self.input, p, start))
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError._STATE:
+                raise
+            # A restore that ends at once can beat the client's own start of the assigned
+            # partition ("Erroneous state"): it stays paused and is tried on the next turn.
+            self.reseek.add(p)
+            return
+        self.reseek.discard(p)
+        self.restoring.discard(p)
         if reset:
             self.metrics.offset_resets.inc()
-        self.consumer.seek(TopicPartition(self.input, p, start))
         self.consumer.resume([TopicPartition(self.input, p)])
         keys = self.store.keys(p)
         self.metrics.state_keys.labels(str(p)).set(keys)
@@ -295,6 +310,7 @@ class Processor:
         for p in partitions:
             self.assigned.discard(p)
             self.restoring.discard(p)
+            self.reseek.discard(p)
             self.store.drop(p)
             self.metrics.forget_partition(p)
         self.restorer.cancel(partitions)
