@@ -135,13 +135,21 @@ class TransactionalProducer:
         """Wait until the broker has acknowledged everything produced."""
         try:
             remaining = self.client.flush(TXN_TIMEOUT_S)
-        except (KafkaException, SystemError) as exc:  # after a fencing: from a callback
+        except KafkaException as exc:
             self._raise_for(error_of(exc))
+        except SystemError as exc:  # after a fencing: from a callback
+            if _kafka_error_in(exc) is not None:
+                self._raise_for(error_of(exc))
+            # The client lost the callback's exception ("returned NULL without setting an
+            # exception"): what the deliveries said decides, else the abort will tell.
+            remaining = -1
         failed, self.delivery_error = self.delivery_error, None
         if failed is not None:
-            if failed.fatal():
+            if _fatal(failed):
                 self.fail(f"delivery failed: {failed.str()}")
             raise AbortBatch(f"delivery failed: {failed.str()}")
+        if remaining < 0:
+            raise AbortBatch("flush failed without a reason from the client")
         if remaining:
             raise AbortBatch(f"{remaining} messages not delivered within {TXN_TIMEOUT_S} s")
 
@@ -220,9 +228,16 @@ def error_of(exc: BaseException) -> KafkaError:
     the next callback returns with that exception still set and CPython reports it as a
     SystemError whose cause is the original KafkaException.
     """
+    err = _kafka_error_in(exc)
+    if err is None:
+        raise exc
+    return err
+
+
+def _kafka_error_in(exc: BaseException) -> KafkaError | None:
     seen: BaseException | None = exc
     while seen is not None:
         if isinstance(seen, KafkaException) and isinstance(seen.args[0], KafkaError):
             return seen.args[0]
         seen = seen.__cause__ or seen.__context__
-    raise exc
+    return None

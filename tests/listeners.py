@@ -83,6 +83,10 @@ class Listener(Running):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                if len(body) < length:
+                    # The sender died mid-request (a killed hub): nothing was delivered.
+                    self.close_connection = True
+                    return
                 request = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 with listener.lock:
                     listener.received.append(request)

@@ -256,6 +256,30 @@ def test_an_exception_raised_inside_a_callback_is_classified() -> None:
     assert h.producer.failed
 
 
+def _lost_exception(_client: FakeClient) -> None:
+    raise SystemError("<method 'flush'> returned NULL without setting an exception")
+
+
+def test_a_flush_that_lost_its_exception_after_a_fenced_delivery_ends_the_replica() -> None:
+    # Seen on a broker: the fenced delivery reported, then flush failing with a bare
+    # SystemError (no KafkaException behind it).
+    def fenced_then_lost(client: FakeClient) -> None:
+        client.config["on_delivery"](KafkaError(KafkaError._FENCED, "fenced", fatal=True), None)
+        _lost_exception(client)
+
+    h = Harness(flush=[fenced_then_lost])
+    with pytest.raises(FatalError, match="fenced"):
+        h.batch()
+    assert h.producer.failed
+
+
+def test_a_flush_that_lost_its_exception_aborts_the_batch() -> None:
+    h = Harness(flush=[_lost_exception])
+    with pytest.raises(AbortBatch, match="without a reason"):
+        h.batch()
+    assert not h.producer.failed
+
+
 def test_a_full_local_queue_waits_for_deliveries() -> None:
     h = Harness(produce=[BufferError(), BufferError()])
     h.producer.produce(MESSAGE)
