@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import itertools
 import os
+import re
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -515,15 +516,27 @@ def test_two_replicas_share_the_partitions_and_hand_them_over(stack: Stack, tmp_
     # Dynamic membership (as in the chart): SIGTERM leaves the group at once.
     fields = {**stack.fields, "instance_id": "replica-1", "static_membership": False}
     second = HubProcess(fields, tmp_path / "second.log")
-    listener = Listener().start()
-    sub = stack.hub.register(f"{listener.url}/cb")
+    # A subscription per entity type: whichever partitions a replica gets, it has events.
+    listeners = {SERVICE_HUB: Listener().start(), RESOURCE_HUB: Listener().start()}
+    subs = {hub: stack.hub.register(f"{x.url}/cb", hub=hub) for hub, x in listeners.items()}
+    topics = {
+        SERVICE_HUB: stack.settings.service_topic,
+        RESOURCE_HUB: stack.settings.resource_topic,
+    }
+    replicas = (stack.hub, second)
+
+    def expected() -> dict[str, list[Record]]:
+        new = new_events(stack, before)
+        return {hub: [r for r in new if r.topic == topic] for hub, topic in topics.items()}
+
     try:
         second.start().wait_ready()
-        # The other replica knows the subscription from the hub topic.
-        wait_until(lambda: second.call("GET", f"{SERVICE_HUB}/{sub}")[0] == 200, 30, 0.1)
+        # The other replica knows the subscriptions from the hub topic.
+        paths = [f"{hub}/{sub}" for hub, sub in subs.items()]
+        wait_until(lambda: all(second.call("GET", p)[0] == 200 for p in paths), 30, 0.1)
 
         def split() -> bool:
-            owned = [h.metric("tmf_events_hub_owned_partitions") for h in (stack.hub, second)]
+            owned = [h.metric("tmf_events_hub_owned_partitions") for h in replicas]
             return sum(owned) == 4 and min(owned) > 0  # 2 topics x 2 partitions
 
         wait_until(
@@ -536,26 +549,52 @@ def test_two_replicas_share_the_partitions_and_hand_them_over(stack: Stack, tmp_
                 + second.log()[-2000:]
             ),
         )
-        stack.changes(history("two", services=4, resources=0))
-        expected = [r for r in new_events(stack, before) if r.topic.endswith("service.events")]
-        wait_delivered(stack, listener, expected)
-        assert_delivered_like_kafka(listener, expected)
-        delivered = [
-            h.metric("tmf_events_hub_deliveries_total", outcome="delivered")
-            for h in (stack.hub, second)
-        ]
-        assert min(delivered) > 0, f"one replica delivered nothing: {delivered}"
+
+        def delivered(replica: HubProcess) -> float:
+            return replica.metric("tmf_events_hub_deliveries_total", outcome="delivered")
+
+        earlier = [delivered(replica) for replica in replicas]  # the module's hub has a past
+        stack.changes(history("two", services=12, resources=12))
+        events = expected()
+        for hub, listener in listeners.items():
+            wait_delivered(stack, listener, events[hub])
+            assert_delivered_like_kafka(listener, events[hub])
+        # Each replica delivered the events of the partitions it owns.
+        owned = [owned_partitions(replica.log()) for replica in replicas]
+        assert owned[0] | owned[1] == {(t, p) for t in topics.values() for p in (0, 1)}
+        assert not owned[0] & owned[1]
+        with_events = {(r.topic, r.partition) for rs in events.values() for r in rs}
+        for replica, mine, then in zip(replicas, owned, earlier, strict=True):
+            if mine & with_events:
+                done = delivered(replica) - then
+                assert done > 0, f"a replica delivered nothing:\n{replica.log()[-2000:]}"
 
         assert second.terminate() == 0  # SIGTERM: positions written, exit 0
-        stack.changes(history("one-left", services=4, resources=0))
-        expected = [r for r in new_events(stack, before) if r.topic.endswith("service.events")]
-        wait_delivered(stack, listener, expected, timeout=90)
-        assert_delivered_like_kafka(listener, expected, copies_allowed=True)
+        stack.changes(history("one-left", services=4, resources=4))
+        events = expected()
+        for hub, listener in listeners.items():
+            wait_delivered(stack, listener, events[hub], timeout=90)
+            assert_delivered_like_kafka(listener, events[hub], copies_allowed=True)
         wait_until(lambda: stack.hub.metric("tmf_events_hub_owned_partitions") == 4, 30, 0.2)
     finally:
         second.close()
-        listener.down()
-        stack.hub.call("DELETE", f"{SERVICE_HUB}/{sub}")
+        for hub, listener in listeners.items():
+            listener.down()
+            stack.hub.call("DELETE", f"{hub}/{subs[hub]}")
+
+
+def owned_partitions(log: str) -> set[tuple[str, int]]:
+    """The output partitions a hub replica owns, from its last "owns" log line."""
+    lines = [line for line in log.splitlines() if "hub owns " in line or "; owns " in line]
+    if not lines:
+        return set()
+    text = re.split(r"\bowns ", lines[-1])[-1]
+    return {
+        (topic, int(p))
+        for topic, numbers in re.findall(r"([\w.\-]+)\[([\d, ]*)\]", text)
+        for p in numbers.split(",")
+        if p.strip()
+    }
 
 
 def test_a_hub_without_output_topics_exits_2_naming_what_to_do(
