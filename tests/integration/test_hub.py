@@ -337,16 +337,7 @@ def test_a_listener_down_gets_everything_it_missed_in_order(stack: Stack) -> Non
         assert (
             "pausedSince" in doc["delivery"] and "ConnectionRefused" in doc["delivery"]["lastError"]
         )
-        # The worker counts and logs the pause right after the state GET shows.
-        wait_until(
-            lambda: (
-                stack.hub.metric("tmf_events_hub_paused_subscriptions") == 1
-                and f"subscription {sub} paused" in stack.hub.log()
-            ),
-            10,
-            0.05,
-            "the pause neither counted nor logged",
-        )
+        wait_counted_and_logged(stack, sub, "paused", 1)
         stack.changes(history("paused", services=2, resources=0))  # more while paused
         if LONG:
             threading.Event().wait(30)  # the outage itself, not a synchronisation
@@ -357,19 +348,24 @@ def test_a_listener_down_gets_everything_it_missed_in_order(stack: Stack) -> Non
         wait_idle(stack, [sub])
         assert_delivered_like_kafka(listener, everything)  # nothing lost, no copy, in order
         wait_until(lambda: not paused(), 10, 0.1, "still shown paused")
-        wait_until(
-            lambda: (
-                stack.hub.metric("tmf_events_hub_paused_subscriptions") == 0
-                and f"subscription {sub} resumed" in stack.hub.log()
-            ),
-            10,
-            0.05,
-            "the resumption neither counted nor logged",
-        )
+        wait_counted_and_logged(stack, sub, "resumed", 0)
         assert stack.hub.metric("tmf_events_hub_retries_total", entity_type="service") > 0
     finally:
         listener.down()
         stack.hub.call("DELETE", f"{SERVICE_HUB}/{sub}")
+
+
+def wait_counted_and_logged(stack: Stack, sub: str, change: str, paused: int) -> None:
+    """The worker counts and logs a pause or a resumption right after a GET shows it."""
+    wait_until(
+        lambda: (
+            stack.hub.metric("tmf_events_hub_paused_subscriptions") == paused
+            and f"subscription {sub} {change}" in stack.hub.log()
+        ),
+        10,
+        0.05,
+        f"subscription {change}: not counted and logged",
+    )
 
 
 def test_a_hanging_listener_does_not_hold_back_the_others(stack: Stack) -> None:

@@ -68,8 +68,8 @@ def test_nothing_points_outside_the_repository_for_the_design() -> None:
     offenders = [
         str(p.relative_to(ROOT))
         for p in _tracked("*.py", "*.c", "*.h", "*.md", "*.yaml", "*.yml", "Makefile*", "*.sh")
-        if re.search(r"DESIGN §|\.\./shared|shared/DESIGN", p.read_text(encoding="utf-8"))
-        and p.name != "test_docs.py"
+        # Written so that it does not match itself.
+        if re.search(r"DESIG[N] §|\.\./share[d]|share[d]/DESIGN", p.read_text(encoding="utf-8"))
     ]
     assert not offenders, offenders
 
