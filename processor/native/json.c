@@ -100,12 +100,38 @@ int utf8_valid(const char *s, size_t n) {
     return 1;
 }
 
-/* Validates the UTF-8 and escapes of a string's contents and finds its closing quote. */
+/* Where the first byte of w (8 bytes of a string, in memory order) that needs a look of its
+   own is: a '"', a backslash, a control or a byte of a multi-byte character; 8 when there
+   is none. Each term is the classic "a byte is zero / below n" test: a borrow only runs
+   upwards from a byte that matches, so the lowest flagged byte is exact. */
+static inline unsigned first_special(uint64_t w) {
+    const uint64_t ones = 0x0101010101010101ull;
+    const uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+    const uint64_t flagged = (((quote - ones) & ~quote) | ((backslash - ones) & ~backslash) |
+                              ((w - ones * 0x20) & ~w) | w) &
+                             (ones * 0x80);
+    if (flagged == 0) return 8;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return (unsigned)__builtin_ctzll(flagged) / 8;
+#else
+    return 0; /* elsewhere the bytes of this word are read one by one */
+#endif
+}
+
+/* Validates the UTF-8 and escapes of a string's contents and finds its closing quote.
+   Plain ASCII is skipped a word at a time. */
 static int read_string(reader *r, const char **s, uint32_t *len, uint8_t *esc) {
     const unsigned char *p = ++r->p; /* after the opening quote */
     const unsigned char *end = r->end;
     const unsigned char *start = p;
     while (p < end) {
+        if (end - p >= 8) {
+            uint64_t word;
+            memcpy(&word, p, 8);
+            unsigned plain = first_special(word);
+            p += plain;
+            if (plain == 8) continue;
+        }
         unsigned char c = *p;
         if (c == '"') {
             *s = (const char *)start;

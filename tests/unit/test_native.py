@@ -585,6 +585,49 @@ def test_raw_members_are_read_alike(member: bytes, existing: bool) -> None:
     assert (pair.fast.native_records > before) == (member in _READ_BY_C), result.outcome
 
 
+# What a string may hold at any byte, as raw JSON text, and whether the C path reads it (the
+# rest it hands over, or both paths make it a dead letter).
+_STRING_BYTES = {
+    "plain": (b"z", True),
+    "quote-escape": (b'\\"', True),
+    "backslash-escape": (b"\\\\", True),
+    "unicode-escape": (b"\\u00e9", True),
+    "surrogate-pair": (b"\\ud83d\\ude00", True),
+    "del": (b"\x7f", True),
+    "two-byte": ("é".encode(), True),
+    "three-byte": ("€".encode(), True),
+    "four-byte": ("😀".encode(), True),
+    "raw-control": (b"\x01", False),
+    "raw-newline": (b"\n", False),
+    "lone-continuation": (b"\x80", False),
+    "truncated-sequence": (b"\xe2\x82", False),
+    "overlong": (b"\xc0\xaf", False),
+    "lone-surrogate-escape": (b"\\udc00", False),
+}
+
+
+@pytest.mark.parametrize("kind", list(_STRING_BYTES))
+@pytest.mark.parametrize("where", ["value", "name"])
+def test_a_string_is_read_alike_whatever_byte_sits_where(kind: str, where: str) -> None:
+    """The reader skips plain text a word (8 bytes) at a time: each kind of byte, at every
+    place in and around a word, in strings short and long, also as the record's last bytes."""
+    special, read_by_c = _STRING_BYTES[kind]
+    if where == "name" and special.startswith(b"\\"):
+        read_by_c = False  # names with escapes are the Python path's
+    pair = Pair(Settings(instance_id="t", private_fields=["note"]))
+    pair.feed(_upsert(0, b'{"id":"k","x":"-"}'))
+    offset = 0
+    for before in range(18):
+        for after in (0, 1, 7, 8, 9):
+            text = b"a" * before + special + b"b" * after
+            member = b'"x":"' + text + b'"' if where == "value" else b'"' + text + b'":1'
+            for instance in (b'{"id":"k",' + member + b"}", b'{"id":"k",' + member + b',"y":2}'):
+                offset += 1
+                taken = pair.fast.native_records
+                pair.feed(_upsert(offset, instance))
+                assert (pair.fast.native_records > taken) == read_by_c, (before, after)
+
+
 @pytest.mark.parametrize("key", ['q"k', "b\\k", "c\x01k", "\x7fk", "é😀"])
 @pytest.mark.parametrize("how", ["delete", "tombstone", "update"])
 def test_keys_that_json_must_escape_are_handed_over(key: str, how: str) -> None:
