@@ -6,6 +6,11 @@ changelog values that leave out the last event (kept for the query API), and wit
 compression. Rounds alternate the variants so that the machine's drift spreads over all of
 them; the median of the rounds is kept. A part's cost per record is the floor's time per
 record minus the variant's (negative: the variant was not faster, within the noise).
+
+tmf-events runs in every round too, right after the floor as the job: each round gives one
+ratio of the two measured on the broker in the same state (a broker slows as the run's
+topics fill, so a single floor run early in the run flatters the floor), and the median of
+those ratios is the paired figure the report gives beside the single runs'.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ ROUNDS = 3
 
 def costs(bench: Bench, rounds: int = ROUNDS) -> dict[str, Any]:
     rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    tmf: list[float] = []
     for round_ in range(rounds):
         for i, (name, (extra, kafka)) in enumerate(VARIANTS.items()):
             app_id = f"{bench.run_id}-cost{round_}-{i}"
@@ -38,9 +44,17 @@ def costs(bench: Bench, rounds: int = ROUNDS) -> dict[str, Any]:
             label = f"floor, {name} ({round_ + 1}/{rounds})"
             result = bench.throughput(label, sys.executable, "floor", app_id, args)
             rates[name].append(result["records_per_s"])
+            if i == 0:
+                tmf.append(bench.tmf(label=f"({round_ + 1}/{rounds})")["records_per_s"])
     base = statistics.median(rates["as the job"])
+    paired = [t / f for t, f in zip(tmf, rates["as the job"], strict=True)]
     return {
         "rounds": rounds,
+        "tmf_vs_floor": {
+            "tmf_records_per_s": tmf,
+            "per_round": paired,
+            "median": statistics.median(paired),
+        },
         "variants": {
             name: {
                 "records_per_s": runs,

@@ -370,9 +370,12 @@ class Bench:
         topics = self.tmf_topics(app_id, self.input_topic)
         return self.throughput("floor", sys.executable, "floor", app_id, topics)
 
-    def tmf(self, checkout: Path | None = None) -> dict[str, Any]:
+    def tmf(self, checkout: Path | None = None, label: str = "") -> dict[str, Any]:
+        """One measured run of tmf-events; `label` names a run beside others (costs' rounds)."""
         name = "tmf-events" if checkout is None else "tmf-events (compared)"
         app_id = f"{self.run_id}-tmf" if checkout is None else f"{self.run_id}-tmf-compared"
+        if label:
+            name, app_id = f"{name} {label}", f"{app_id}-{label.strip('()').replace('/', 'of')}"
         topics = self.tmf_topics(app_id, self.input_topic)
         python = sys.executable if checkout is None else checkout / ".venv" / "bin" / "python"
         result = self.throughput(name, python, "tmf", app_id, topics, checkout)
