@@ -35,6 +35,7 @@ ROUNDS = 3
 def costs(bench: Bench, rounds: int = ROUNDS) -> dict[str, Any]:
     rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
     tmf: list[float] = []
+    cpu: dict[str, list[dict[str, float] | None]] = {"floor": [], "tmf-events": []}
     for round_ in range(rounds):
         for i, (name, (extra, kafka)) in enumerate(VARIANTS.items()):
             app_id = f"{bench.run_id}-cost{round_}-{i}"
@@ -45,7 +46,10 @@ def costs(bench: Bench, rounds: int = ROUNDS) -> dict[str, Any]:
             result = bench.throughput(label, sys.executable, "floor", app_id, args)
             rates[name].append(result["records_per_s"])
             if i == 0:
-                tmf.append(bench.tmf(label=f"({round_ + 1}/{rounds})")["records_per_s"])
+                beside = bench.tmf(label=f"({round_ + 1}/{rounds})")
+                tmf.append(beside["records_per_s"])
+                cpu["floor"].append(result.get("cpu"))
+                cpu["tmf-events"].append(beside.get("cpu"))
     base = statistics.median(rates["as the job"])
     paired = [t / f for t, f in zip(tmf, rates["as the job"], strict=True)]
     return {
@@ -54,6 +58,7 @@ def costs(bench: Bench, rounds: int = ROUNDS) -> dict[str, Any]:
             "tmf_records_per_s": tmf,
             "per_round": paired,
             "median": statistics.median(paired),
+            "cpu": cpu,
         },
         "variants": {
             name: {

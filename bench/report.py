@@ -14,8 +14,7 @@ from bench.common import fmt_rate
 # bound of None is the commit interval + 100 ms (a latency within one commit interval).
 TARGETS: dict[str, tuple[str, str, float | None]] = {
     "tmf_vs_quix": ("tmf-events / Quix Streams throughput", ">=", 3.0),
-    "tmf_vs_floor": ("tmf-events / the I/O floor of the job", ">=", 0.85),
-    "tmf_vs_floor_paired": ("the same, paired in the costs' rounds (median)", ">=", 0.85),
+    "tmf_vs_floor": ("tmf-events / the I/O floor of the job {floor_basis}", ">=", 0.85),
     "latency_p99_ms": ("p99 append → readable at 50% of the max rate (ms)", "<=", None),
     "restart_ready_s": ("ready after restart with {keys} keys, from snapshots (s)", "<=", 5.0),
     "memory_mb_per_1m": ("resident memory per 1M keys (MB)", "<=", 300.0),
@@ -41,17 +40,22 @@ def evaluate(report: dict[str, Any]) -> None:
     restart = steps.get("restart", {})
     values = {
         "tmf_vs_quix": tmf / quix if tmf and quix else None,
-        "tmf_vs_floor": tmf / floor if tmf and floor else None,
-        "tmf_vs_passthrough": tmf / passthrough if tmf and passthrough else None,
+        "tmf_vs_floor_single": tmf / floor if tmf and floor else None,
         "tmf_vs_floor_paired": steps.get("costs", {}).get("tmf_vs_floor", {}).get("median"),
+        "tmf_vs_passthrough": tmf / passthrough if tmf and passthrough else None,
         "latency_p99_ms": steps.get("latency", {}).get("p99_ms"),
         "restart_ready_s": restart.get("seconds_to_ready"),
         "memory_mb_per_1m": restart.get("mb_per_1m_keys"),
     }
+    # The floor's verdict is the paired rounds' median: single runs of either moved the ratio
+    # from 0.53 to 1.04 on one commit (bench/README.md), a pair on the same broker state less.
+    paired = values["tmf_vs_floor_paired"] is not None
+    values["tmf_vs_floor"] = values["tmf_vs_floor_paired" if paired else "tmf_vs_floor_single"]
+    floor_basis = "(median of the costs' paired rounds)" if paired else "(single runs)"
     # The passthrough (a bare copy) is reported, not a target: the floor is this job's bound.
     report["ratios"] = {
         k: values[k]
-        for k in ("tmf_vs_quix", "tmf_vs_floor", "tmf_vs_floor_paired", "tmf_vs_passthrough")
+        for k in ("tmf_vs_quix", "tmf_vs_floor_single", "tmf_vs_floor_paired", "tmf_vs_passthrough")
     }
     keys = restart.get("keys") or report["options"]["restart_keys"]
     targets = []
@@ -66,7 +70,7 @@ def evaluate(report: dict[str, Any]) -> None:
         targets.append(
             {
                 "name": name,
-                "description": text.format(keys=f"{keys:,}"),
+                "description": text.format(keys=f"{keys:,}", floor_basis=floor_basis),
                 "target": f"{op} {bound:g}",
                 "value": value,
                 "verdict": verdict,
@@ -105,6 +109,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
             ratio if name != "tmf-events" else "1.00",
         )
     console.print(table)
+    print_cpu(steps, console)
 
     cost = steps.get("costs")
     if cost:
@@ -162,6 +167,36 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     )
     for name, err in report["errors"].items():
         console.print(f"[red]{name} failed:[/] {err}")
+
+
+def print_cpu(steps: dict[str, Any], console: Console) -> None:
+    """Where each record's time goes in CPU: the peer's process, the broker, and how many of
+    the cores the two kept busy (from the first commit to the last)."""
+    rows: list[tuple[str, dict[str, float]]] = []
+    for name in ("floor", "tmf-events"):
+        if (steps.get(name) or {}).get("cpu"):
+            rows.append((name, steps[name]["cpu"]))
+    pairs = (steps.get("costs") or {}).get("tmf_vs_floor", {}).get("cpu", {})
+    for name, figures in pairs.items():
+        for i, f in enumerate(figures, 1):
+            if f:
+                rows.append((f"{name}, round {i}", f))
+    if not rows:
+        return
+    table = Table(title="CPU per input record, first commit to last (µs)")
+    for col in ("peer", "wall", "peer's process", "broker", "cores busy"):
+        table.add_column(col, justify="right" if col != "peer" else "left")
+    for name, f in rows:
+        broker = f.get("broker_us_per_record")
+        busy = f.get("cores_busy")
+        table.add_row(
+            name,
+            f"{f['wall_us_per_record']:.1f}",
+            f"{f['peer_us_per_record']:.1f}",
+            "-" if broker is None else f"{broker:.1f}",
+            "-" if busy is None else f"{busy:.2f}",
+        )
+    console.print(table)
 
 
 def print_costs(cost: dict[str, Any], console: Console) -> None:

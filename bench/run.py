@@ -170,6 +170,7 @@ class Bench:
         self.run_id = f"bench-{stamp}-{uuid.uuid4().hex[:6]}"
         self.logs = RESULTS / "logs" / self.run_id
         self.bootstrap = ""
+        self.broker_pid: int | None = None  # an embedded broker's, for CPU per record
         self.topics: list[str] = []
         self.input_topic = f"{self.run_id}.input"
         self.kafka: dict[str, Any] = {**GROUP_KAFKA, **args.kafka}
@@ -335,6 +336,7 @@ class Bench:
             "max_batch": a.max_batch,
             "commit_interval_ms": a.commit_interval_ms,
             "kafka": self.kafka,
+            "broker_pid": self.broker_pid,
             **extra,
         }
         log = self.logs / f"{name}.log"
@@ -427,6 +429,7 @@ class Bench:
                 broker = EmbeddedBroker(a.broker)
                 with self.console.status(f"starting the embedded {a.broker} broker ..."):
                     self.bootstrap = broker.start()
+                self.broker_pid = broker.pid
                 self.report["broker"] = {"kind": a.broker, "bootstrap": self.bootstrap}
                 if a.broker == "noida":
                     self.kafka.setdefault("receive.message.max.bytes", NOIDA_RECEIVE_MAX)

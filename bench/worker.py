@@ -96,14 +96,18 @@ def run_floor_mode(args: dict[str, Any]) -> dict[str, Any]:
     output = job_output(settings)
     if args.get("slim_changelog"):
         output = output.slim()
+    from bench.cpu import CpuMeter
+
+    meter = CpuMeter(args.get("broker_pid"))
     result = run_floor(
         settings,
         output,
         expected=args["expected"],
         timeout_s=args["timeout_s"],
         one_flush=bool(args.get("one_flush")),
+        on_commit=meter.commit,
     )
-    return {**_peer(result), "distinct_events": len(output.events)}
+    return {**_peer(result), "distinct_events": len(output.events), "cpu": meter.figures()}
 
 
 def run_quix_mode(args: dict[str, Any]) -> dict[str, Any]:
@@ -149,7 +153,11 @@ def _settings(args: dict[str, Any]) -> Any:
 
 
 def _bench_processor(
-    settings: Any, stop: threading.Event, expected: int | None, announce_first: bool
+    settings: Any,
+    stop: threading.Event,
+    expected: int | None,
+    announce_first: bool,
+    meter: Any = None,  # a bench.cpu.CpuMeter
 ) -> Any:
     """The real Processor, observed: it records the first record it consumes (the loop's own
     `first_record_at`) and counts committed records through its `on_commit` hook, stopping
@@ -163,6 +171,8 @@ def _bench_processor(
     def on_commit(tallies: Tallies) -> None:
         nonlocal announced
         processor.committed_records += tallies.records
+        if meter is not None:
+            meter.commit(processor.committed_records)
         if announce_first and not announced and processor.first_record_at is not None:
             announced = True
             emit("first", at=processor.first_record_at)
@@ -212,7 +222,12 @@ def run_tmf_mode(args: dict[str, Any]) -> dict[str, Any]:
     setup_logging("text", "WARNING")
     expected: int | None = args.get("expected")
     stop = threading.Event()
-    processor = _bench_processor(_settings(args), stop, expected, bool(args.get("announce_first")))
+    from bench.cpu import CpuMeter
+
+    meter = CpuMeter(args.get("broker_pid"))
+    processor = _bench_processor(
+        _settings(args), stop, expected, bool(args.get("announce_first")), meter
+    )
     signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
     signal.signal(signal.SIGINT, lambda _s, _f: stop.set())
     _ready_notifier(processor, stop)
@@ -231,6 +246,7 @@ def run_tmf_mode(args: dict[str, Any]) -> dict[str, Any]:
         "first_at": first,
         "done_at": done,
         "metrics": _samples(processor.metrics.registry),
+        "cpu": meter.figures(),
     }
 
 

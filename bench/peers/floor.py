@@ -14,6 +14,7 @@ this and tmf-events is tmf-events' own work.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,12 +95,19 @@ def job_output(settings: Settings) -> Output:
 
 
 def run_floor(
-    settings: Settings, output: Output, *, expected: int, timeout_s: float, one_flush: bool = False
+    settings: Settings,
+    output: Output,
+    *,
+    expected: int,
+    timeout_s: float,
+    one_flush: bool = False,
+    on_commit: Callable[[int], None] | None = None,
 ) -> PeerResult:
     """Run the floor loop until `expected` input records are committed (or `timeout_s`).
 
     `one_flush` leaves out the flush between the events and the changelog (a cost
-    measurement: the processor keeps it, docs/runtime.md#the-commit)."""
+    measurement: the processor keeps it, docs/runtime.md#the-commit). `on_commit` hears the
+    records committed so far after each commit."""
     consumer = Consumer(clients.processor_consumer(settings))
     producer = Producer(clients.transactional_producer(settings))
     producer.init_transactions(30)
@@ -156,6 +164,8 @@ def run_floor(
             committed += batch
             produced += batch + len(changed)
             last_commit_at = time.monotonic()
+            if on_commit is not None:
+                on_commit(committed)
             batch = 0
             offsets, changed = {}, {}
     consumer.close()
